@@ -1,0 +1,105 @@
+"""Typed records that flow between stages.
+
+Every stage reads and writes these; nothing else crosses a stage boundary. Offsets are
+always character offsets into the post's original ``text`` (Python ``str`` indices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+TARGET_LANGS: tuple[str, ...] = ("en", "fr", "de", "es")
+
+
+class PostStatus(StrEnum):
+    """Where a post stands after ``collect``."""
+
+    CANDIDATE = "candidate"  # ingested, not yet judged by dedup/quotas
+    KEPT = "kept"
+    DROPPED = "dropped"
+
+
+class DropReason(StrEnum):
+    """Why an item left the pipeline. Stable slugs: reports and tests key on them."""
+
+    MALFORMED_RECORD = "malformed_record"
+    EMPTY_TEXT = "empty_text"
+    TOO_SHORT = "too_short"
+    LANG_OTHER = "lang_other"
+    LANG_LOW_CONFIDENCE = "lang_low_confidence"
+    REBLOG = "reblog"
+    RETWEET = "retweet"
+    NO_IMAGE = "no_image"
+    IMAGE_FAILED = "image_failed"
+    EXACT_DUP_TEXT = "exact_dup_text"
+    NEAR_DUP_TEXT = "near_dup_text"
+    EXACT_DUP_IMAGE = "exact_dup_image"
+    NEAR_DUP_IMAGE = "near_dup_image"
+    OVER_QUOTA = "over_quota"
+
+
+@dataclass(frozen=True, slots=True)
+class TextEntity:
+    """A span of the original text that normalisation recognised (never removed from text)."""
+
+    kind: str  # "url" | "mention" | "hashtag" | "emoji"
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """Where a post's image comes from: a URL (http/https/file) or bytes a source already holds."""
+
+    url: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    alt: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
+class Post:
+    """One social-media post as a source yields it (before language ID and dedup)."""
+
+    source: str  # the recipe's source name
+    source_id: str  # id inside that source
+    text: str
+    url: str | None = None
+    created_at: str | None = None  # ISO 8601, UTC
+    author: str | None = None  # raw handle; pseudonymised before it is stored
+    source_lang: str | None = None  # the source's own language tag, if any
+    images: list[ImageRef] = field(default_factory=list)
+    is_reblog: bool = False
+    licence: str | None = None
+    raw: dict | None = field(default=None, repr=False)
+
+    @property
+    def post_id(self) -> str:
+        return f"{self.source}:{self.source_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image stored in the content-addressed folder."""
+
+    sha256: str
+    width: int
+    height: int
+    format: str
+    n_bytes: int
+    phash: str  # 64-bit perceptual hash as 16 hex digits
+    source_sha256: str | None = None  # sha256 of the bytes as downloaded
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A record of something skipped, with the reason; the drop report is built from these."""
+
+    stage: str
+    item_id: str
+    reason: str
+    source: str | None = None
+    lang: str | None = None
+    detail: str | None = None
