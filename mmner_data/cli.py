@@ -248,5 +248,27 @@ def sample_serve(
                 time.sleep(3600)
 
 
+# -- the other stages' commands live next to their stage; registered here in pipeline order ----
+from mmner_data.agreement.command import agreement_command  # noqa: E402
+from mmner_data.annotate.command import annotate_app  # noqa: E402
+from mmner_data.export.command import export_command, run_command, stats_command  # noqa: E402
+from mmner_data.models.command import (  # noqa: E402
+    evaluate_command,
+    preannotate_command,
+    train_command,
+)
+from mmner_data.relevance.command import filter_command  # noqa: E402
+
+app.command("filter")(filter_command)
+app.command("preannotate")(preannotate_command)
+app.add_typer(annotate_app, name="annotate")
+app.command("agreement")(agreement_command)
+app.command("export")(export_command)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("run")(run_command)
+app.command("stats")(stats_command)
+
+
 def run() -> None:  # pragma: no cover - console-script shim
     sys.exit(app())

@@ -149,6 +149,8 @@ class Recipe(_Model):
     name: str = "recipe"
     store: str = "runs/store"
     languages: tuple[str, ...] = TARGET_LANGS
+    # The entity types annotated (Label Studio labels, BIO tag names, model heads).
+    entity_types: tuple[str, ...] = ("PER", "ORG", "LOC", "MISC")
     quotas: dict[str, int] = Field(default_factory=dict)
     stop_when_quotas_met: bool = True
     sample_server: bool = False
@@ -164,6 +166,18 @@ class Recipe(_Model):
     agreement: dict[str, Any] = Field(default_factory=dict)
     export: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("entity_types")
+    @classmethod
+    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one entity type is needed")
+        for t in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", t):
+                raise ValueError(f"{t!r} is not a valid entity type (letters, digits, _)")
+        if len(set(v)) != len(v):
+            raise ValueError("entity types must be unique")
+        return v
 
     @field_validator("languages")
     @classmethod

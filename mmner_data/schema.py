@@ -37,6 +37,8 @@ class DropReason(StrEnum):
     EXACT_DUP_IMAGE = "exact_dup_image"
     NEAR_DUP_IMAGE = "near_dup_image"
     OVER_QUOTA = "over_quota"
+    IMAGE_UNREADABLE = "image_unreadable"  # filter: stored image cannot be decoded
+    LOW_RELEVANCE = "low_relevance"  # filter: CLIP text-image score under the threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +105,52 @@ class Drop:
     source: str | None = None
     lang: str | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySpan:
+    """A named entity as character offsets ``[start, end)`` into a post's original text.
+
+    ``score`` is a confidence in [0, 1] for model predictions and None for human annotations.
+    Stored as JSON objects ``{"start", "end", "label", "score"?}`` (see :meth:`to_json`).
+    """
+
+    start: int
+    end: int
+    label: str
+    score: float | None = None
+
+    def to_json(self) -> dict:
+        d: dict = {"start": self.start, "end": self.end, "label": self.label}
+        if self.score is not None:
+            d["score"] = self.score
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> EntitySpan:
+        return cls(int(d["start"]), int(d["end"]), str(d["label"]), d.get("score"))
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Pre-annotations of one post by one model version (``preannotate`` → ``annotate push``)."""
+
+    post_id: str
+    model_version: str
+    spans: tuple[EntitySpan, ...]
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """One annotator's labels for one post (``annotate pull`` → ``agreement`` → ``export``)."""
+
+    annotation_key: str
+    post_id: str
+    annotator: str
+    status: str  # submitted | skipped | cancelled
+    spans: tuple[EntitySpan, ...]
+    origin: str = "label-studio"
+    lead_time: float | None = None
+    created_at: str | None = None
+    updated_at: str | None = None

@@ -104,6 +104,95 @@ MIGRATIONS: list[str] = [
         summary_json TEXT
     );
     """,
+    # v2: filter (CLIP text-image relevance, one score per post and model; the selection)
+    """
+    CREATE TABLE relevance_models (
+        model_id TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        name TEXT NOT NULL,
+        pretrained TEXT,
+        checkpoint_sha256 TEXT,
+        library_version TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE relevance (
+        post_id TEXT NOT NULL,
+        model_id TEXT NOT NULL REFERENCES relevance_models(model_id),
+        image_sha256 TEXT NOT NULL,
+        score REAL NOT NULL,
+        scored_at TEXT NOT NULL,
+        PRIMARY KEY (post_id, model_id)
+    );
+    CREATE INDEX relevance_model_score ON relevance(model_id, score);
+    CREATE TABLE relevance_selection (
+        post_id TEXT PRIMARY KEY,
+        model_id TEXT NOT NULL,
+        lang TEXT,
+        status TEXT NOT NULL,          -- kept | dropped_low_relevance | no_image | image_unreadable
+        kept INTEGER NOT NULL,
+        score REAL,
+        threshold REAL,
+        rule TEXT NOT NULL,
+        selected_at TEXT NOT NULL
+    );
+    CREATE INDEX relevance_selection_kept ON relevance_selection(kept, lang);
+    """,
+    # v3: pre-annotations, Label Studio projects/tasks, annotations per annotator, adjudication.
+    # Every *_json span list is [{"start": int, "end": int, "label": str, "score"?: float}] with
+    # character offsets into posts.text (see schema.EntitySpan).
+    """
+    CREATE TABLE predictions (
+        post_id TEXT NOT NULL REFERENCES posts(post_id),
+        model_version TEXT NOT NULL,
+        spans_json TEXT NOT NULL,
+        score REAL,                    -- item-level confidence
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (post_id, model_version)
+    );
+    CREATE TABLE ls_projects (
+        project_key TEXT PRIMARY KEY,  -- "<server url>#<project id>"
+        url TEXT NOT NULL,
+        project_id INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL,            -- annotate | review
+        label_config_sha256 TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE ls_tasks (
+        project_key TEXT NOT NULL REFERENCES ls_projects(project_key),
+        post_id TEXT NOT NULL REFERENCES posts(post_id),
+        task_id INTEGER NOT NULL,
+        model_version TEXT,
+        pushed_at TEXT NOT NULL,
+        PRIMARY KEY (project_key, post_id)
+    );
+    CREATE TABLE annotations (
+        annotation_key TEXT PRIMARY KEY,  -- "<project_key>#<annotation id>" or "<file>#<id>"
+        post_id TEXT NOT NULL REFERENCES posts(post_id),
+        annotator TEXT NOT NULL,          -- stable id, e.g. "ls:<user id>"
+        origin TEXT NOT NULL,             -- label-studio | ls-export
+        project_key TEXT,
+        task_id INTEGER,
+        status TEXT NOT NULL,             -- submitted | skipped | cancelled
+        spans_json TEXT NOT NULL,
+        tags_json TEXT,                   -- BIO per token of mmner_data.text.tokenize
+        lead_time REAL,
+        created_at TEXT,
+        updated_at TEXT,
+        pulled_at TEXT NOT NULL
+    );
+    CREATE INDEX annotations_post ON annotations(post_id, annotator);
+    CREATE TABLE adjudication (
+        post_id TEXT PRIMARY KEY REFERENCES posts(post_id),
+        status TEXT NOT NULL,             -- gold | review
+        spans_json TEXT NOT NULL,
+        method TEXT NOT NULL,             -- unanimous | majority | single | reviewed
+        reason TEXT,                      -- why it went to review
+        provenance_json TEXT NOT NULL,    -- annotators, annotation keys, votes
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX adjudication_status ON adjudication(status);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -4,6 +4,7 @@
 #   scripts/label-studio.sh install   create $LS_VENV and install the pinned label-studio
 #   scripts/label-studio.sh start     start it in the background (no-op if already running)
 #   scripts/label-studio.sh stop      stop it (and its children)
+#   scripts/label-studio.sh restart   stop, then start
 #   scripts/label-studio.sh status    print state, URL, pid; exit 0 if running, 3 if not
 #   scripts/label-studio.sh url       print the base URL
 #   scripts/label-studio.sh token     print the API token (legacy token of the admin user)
@@ -100,7 +101,22 @@ resolve_credentials() {
     [[ -n "$password" ]] || password="$(random_secret)"
     token="${LABEL_STUDIO_USER_TOKEN:-}"
     [[ -n "$token" ]] || token="$(cat "$TOKEN_FILE" 2>/dev/null || true)"
+    if [[ -z "$token" && -f "$LS_DATA/label_studio.sqlite3" ]]; then
+        die "$LS_DATA has a database but no token file: set LABEL_STUDIO_USER_TOKEN to its token, or remove $LS_DATA"
+    fi
     [[ -n "$token" ]] || token="$(random_secret)"
+    # With an existing database the user and token are fixed: refuse different ones rather than
+    # write credentials the server does not know.
+    if [[ -f "$LS_DATA/label_studio.sqlite3" ]]; then
+        local pair name var
+        for pair in username:LABEL_STUDIO_USERNAME password:LABEL_STUDIO_PASSWORD \
+            token:LABEL_STUDIO_USER_TOKEN; do
+            name="${pair%%:*}" var="${pair#*:}"
+            if [[ -s "$LS_DATA/$name" && "$(cat "$LS_DATA/$name")" != "${!name}" ]]; then
+                die "the database in $LS_DATA was created with another $name: unset $var, or stop the server and remove $LS_DATA"
+            fi
+        done
+    fi
     (
         umask 077
         printf '%s\n' "$username" >"$USERNAME_FILE"
@@ -132,7 +148,8 @@ cmd_start() {
         chmod 600 "$LOG_FILE"
         # setsid: the server leads its own process group, so `stop` can end it and its children.
         # The credentials travel in the environment, not on the command line (ps would show it).
-        LABEL_STUDIO_BASE_DATA_DIR="$LS_DATA" \
+        # shellcheck disable=SC2016  # $$ and $@ expand in the inner shell, on purpose
+        env LABEL_STUDIO_BASE_DATA_DIR="$LS_DATA" \
             LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \
             LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$LS_FILES_ROOT" \
             LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true \
@@ -199,8 +216,8 @@ cmd_stop() {
     pid="$(cat "$PID_FILE")"
     # The server leads its own process group (setsid in start): signal the whole group.
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 30); do
+    local _
+    for _ in $(seq 1 30); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done

@@ -7,3 +7,36 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_RECIPE = REPO / "recipes" / "sample.yaml"
+
+
+@pytest.fixture(scope="session")
+def collected_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample collected once per session through the real crawler (read-only!).
+
+    Tests that write to the store must use ``sample_store`` (a private copy) instead.
+    """
+    from mmner_data.cli import open_recipe
+    from mmner_data.collect.pipeline import run_collect
+    from mmner_data.store import CorpusStore
+
+    os.environ.setdefault("MMNER_PSEUDONYM_SALT", "test-salt")
+    root = tmp_path_factory.mktemp("collected") / "store"
+    with open_recipe(SAMPLE_RECIPE) as recipe, CorpusStore(root) as store:
+        run_collect(recipe, store)
+    return root
+
+
+@pytest.fixture
+def sample_store(collected_sample: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the collected sample store (folder path)."""
+    dest = tmp_path / "store"
+    shutil.copytree(collected_sample, dest)
+    return dest
