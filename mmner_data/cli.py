@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -118,7 +119,7 @@ def progress_bars(enabled: bool) -> Iterator[Any]:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -157,7 +158,9 @@ def _print_collect(summary: dict[str, Any], report: dict[str, Any], paths: list[
         drops.add_row(reason, str(sum(counts.values())))
     out.print(drops)
     for name, err in summary.get("source_errors", {}).items():
-        console.print(f"[yellow]source {name} stopped:[/] {err}")
+        console.print(
+            f"[yellow]source {name} stopped:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+        )
     out.print("report: " + ", ".join(str(p) for p in paths))
 
 

@@ -231,7 +231,10 @@ def read_recipe_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise RecipeError(f"recipe not found: {p}") from exc
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{p}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise RecipeError(f"{p}: not valid YAML{where}: {problem}") from exc
     if not isinstance(raw, dict):
         raise RecipeError(f"{p}: a recipe is a mapping of keys, got {type(raw).__name__}")
     return raw

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-exec mmner-data collect --recipe recipes/sample.yaml "$@"
+exec mmner-data run --recipe recipes/sample.yaml "$@"

@@ -1,30 +1,24 @@
 """A real Label Studio server (scripts/label-studio.sh) driven through label-studio-sdk.
 
-Run with ``pytest -m labelstudio``. The session fixture installs Label Studio into its own venv
-(``.ls-venv``, a no-op when present) and starts it when it is not running; it stops the server
-again at the end only if it started it.
+Run with ``pytest -m labelstudio``. The session fixture (``tests/ls_fixture.py``) installs Label
+Studio into its own venv (``.ls-venv``, a no-op when present) and starts it when it is not
+running; it stops the server again at the end only if it started it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
+from ls_fixture import LabelStudioServer, invite_annotator, ls_script
 
 from mmner_data.annotate.convert import Span, align_to_text, spans_to_tags, tags_to_spans
 from mmner_data.text.tokenize import tokenize
 
+pytest_plugins = ["ls_fixture"]
 pytestmark = pytest.mark.labelstudio
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "label-studio.sh"
 
 NER_CONFIG = """<View>
   <Image name="image" value="$image" maxWidth="400px"/>
@@ -33,53 +27,6 @@ NER_CONFIG = """<View>
   </Labels>
   <Text name="text" value="$text" granularity="word"/>
 </View>"""
-
-
-@dataclass(frozen=True)
-class LabelStudioServer:
-    """How to reach the test server."""
-
-    url: str
-    token: str
-    data_dir: Path
-    files_root: Path
-
-
-def _script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=REPO,
-    )
-
-
-@pytest.fixture(scope="session")
-def label_studio() -> Iterator[LabelStudioServer]:
-    """Install (if needed) and start the local server; stop it afterwards if we started it."""
-    started_here = _script("status").returncode != 0
-    if started_here:
-        for step in ("install", "start"):
-            res = _script(step)
-            if res.returncode != 0:
-                pytest.fail(f"scripts/label-studio.sh {step} failed:\n{res.stdout}\n{res.stderr}")
-    url = _script("url").stdout.strip()
-    token = _script("token").stdout.strip()
-    data_dir = Path(os.environ.get("LS_DATA", REPO / ".ls-data")).resolve()
-    files_root = Path(os.environ.get("LS_FILES_ROOT", REPO)).resolve()
-    try:
-        yield LabelStudioServer(url=url, token=token, data_dir=data_dir, files_root=files_root)
-    finally:
-        if started_here:
-            _script("stop")
-
-
-@pytest.fixture(scope="session")
-def ls_client(label_studio: LabelStudioServer):  # type: ignore[no-untyped-def]
-    sdk = pytest.importorskip("label_studio_sdk")
-    return sdk.LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
 
 
 @pytest.fixture
@@ -94,10 +41,10 @@ def project(ls_client):  # type: ignore[no-untyped-def]
 
 
 def test_script_is_idempotent_and_reports_state(label_studio: LabelStudioServer) -> None:
-    again = _script("start", timeout=60)
+    again = ls_script("start", timeout=60)
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stderr
-    status = _script("status")
+    status = ls_script("status")
     assert status.returncode == 0 and status.stdout.startswith("running ")
     assert label_studio.url.startswith("http://127.0.0.1:")
     token_file = label_studio.data_dir / "token"
@@ -196,26 +143,6 @@ def test_local_files_are_served(label_studio: LabelStudioServer, ls_client, proj
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _invite_annotator(server: LabelStudioServer, email: str, password: str) -> httpx.Client:
-    """Sign a new annotator up through the organisation's invite link; a client with their token."""
-    invite = httpx.get(
-        f"{server.url}/api/invite", headers={"Authorization": f"Token {server.token}"}, timeout=10
-    ).json()["invite_url"]
-    with httpx.Client(base_url=server.url, timeout=30) as browser:
-        browser.get(invite)
-        form = {
-            "email": email,
-            "password": password,
-            "csrfmiddlewaretoken": browser.cookies["csrftoken"],
-        }
-        signed_up = browser.post(invite, data=form, headers={"Referer": server.url + invite})
-        assert signed_up.status_code == 302, signed_up.text[:500]
-        token = browser.get("/api/current-user/token").json()["token"]
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Token {token}"}, timeout=30
-    )
-
-
 def test_overlap_with_maximum_annotations_on_community(
     label_studio: LabelStudioServer,
     ls_client,  # type: ignore[no-untyped-def]
@@ -239,7 +166,7 @@ def test_overlap_with_maximum_annotations_on_community(
         )
         tag = uuid.uuid4().hex[:8]
         annotators = [
-            _invite_annotator(label_studio, f"{n}-{tag}@mmner.local", f"Pw-{tag}-{n}-long")
+            invite_annotator(label_studio, f"{n}-{tag}@mmner.local", f"Pw-{tag}-{n}-long").client
             for n in ("a", "b", "c")
         ]
         seen: dict[int, list[int]] = {}
@@ -272,10 +199,11 @@ def test_personal_access_token_works_with_the_sdk(label_studio: LabelStudioServe
     """PATs (JWT refresh tokens) are the other token kind; the SDK exchanges them itself."""
     sdk = pytest.importorskip("label_studio_sdk")
     email = f"pat-{uuid.uuid4().hex[:8]}@mmner.local"
-    with _invite_annotator(label_studio, email, f"Pw-{uuid.uuid4().hex}") as legacy:
-        created = legacy.post("/api/token/")  # one PAT per user; a fresh user has none
-        assert created.status_code == 201, created.text
-        pat = created.json()["token"]
+    legacy = invite_annotator(label_studio, email, f"Pw-{uuid.uuid4().hex}").client
+    created = legacy.post("/api/token/")  # one PAT per user; a fresh user has none
+    legacy.close()
+    assert created.status_code == 201, created.text
+    pat = created.json()["token"]
     assert pat.count(".") == 2  # a JWT, not a legacy key
     client = sdk.LabelStudio(base_url=label_studio.url, api_key=pat)
     assert client.users.whoami().email == email

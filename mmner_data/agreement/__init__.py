@@ -12,7 +12,7 @@ from mmner_data.agreement.adjudicate import (
 )
 from mmner_data.agreement.metrics import (
     AgreementError,
-    AgreementResult,
+    AgreementReport,
     AnnotatedItem,
     Confusion,
     PairSpanF1,
@@ -35,12 +35,22 @@ from mmner_data.agreement.metrics import (
     spans_to_bio,
     type_confusion,
 )
+from mmner_data.agreement.pipeline import (
+    AgreementResult,
+    review_queue,
+    run_agreement,
+    run_on_export,
+    write_review_gold,
+)
 from mmner_data.agreement.report import ReportPaths, write_report
+from mmner_data.agreement.settings import AgreementSettings, build_agreement_settings
 
 __all__ = [
     "AdjudicationResult",
     "AgreementError",
+    "AgreementReport",
     "AgreementResult",
+    "AgreementSettings",
     "AnnotatedItem",
     "Confusion",
     "GoldItem",
@@ -58,6 +68,7 @@ __all__ = [
     "adjudicate_item",
     "agreement_report",
     "bio_to_spans",
+    "build_agreement_settings",
     "cohen_kappa",
     "fleiss_kappa",
     "item_agreement",
@@ -67,8 +78,12 @@ __all__ = [
     "pairwise_span_f1",
     "prepare_items",
     "reliability_matrix",
+    "review_queue",
+    "run_agreement",
+    "run_on_export",
     "span_f1",
     "spans_to_bio",
     "type_confusion",
     "write_report",
+    "write_review_gold",
 ]

@@ -43,6 +43,7 @@ class ReviewReason(StrEnum):
     OVERLAP = "overlap"
     LOW_AGREEMENT = "low_agreement"
     TOO_FEW_ANNOTATORS = "too_few_annotators"
+    BAD_SPANS = "bad_spans"  # set by the stage when spans were excluded (bad_spans=exclude)
 
 
 @dataclass(frozen=True, slots=True)

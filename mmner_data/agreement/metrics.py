@@ -162,7 +162,7 @@ class SectionResult:
 
 
 @dataclass(slots=True)
-class AgreementResult:
+class AgreementReport:
     """What :func:`agreement_report` returns: overall and per-language sections."""
 
     overall: SectionResult
@@ -929,7 +929,7 @@ def agreement_report(
     items: Iterable[AnnotatedItem],
     min_annotators: int = 2,
     labels: Iterable[str] | None = None,
-) -> AgreementResult:
+) -> AgreementReport:
     """Every metric, overall and per language, on items labelled by ``min_annotators``+.
 
     Raises :class:`AgreementError` when agreement cannot be computed overall; a language where
@@ -962,6 +962,6 @@ def agreement_report(
             continue
         by_lang[lang] = SectionResult(lang, len(subset), len(lang_anns), 0, (), error=reason)
         warnings.append(f"language {lang!r}: {reason}")
-    return AgreementResult(
+    return AgreementReport(
         overall, by_lang, prep.types, min_annotators, len(items), len(kept), warnings
     )

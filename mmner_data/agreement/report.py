@@ -1,4 +1,4 @@
-"""Write an :class:`AgreementResult` to a directory: JSON, a markdown summary and two PNG plots.
+"""Write an :class:`AgreementReport` to a directory: JSON, a markdown summary and two PNG plots.
 
 Plots use matplotlib's object API on the Agg canvas (no pyplot state, no display needed).
 """
@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +22,7 @@ from mmner_data.agreement.metrics import (
     EXCLUDING_ALL_O,
     MODES,
     VARIANTS,
-    AgreementResult,
+    AgreementReport,
     Score,
     SectionResult,
 )
@@ -39,6 +40,9 @@ class ReportPaths:
     markdown: Path
     heatmap: Path
     confusion: Path
+
+    def all(self) -> tuple[Path, Path, Path, Path]:
+        return (self.json, self.markdown, self.heatmap, self.confusion)
 
 
 def _fmt(score: Score | None) -> str:
@@ -79,7 +83,7 @@ def _summary_row(s: SectionResult) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def render_markdown(result: AgreementResult) -> str:
+def render_markdown(result: AgreementReport) -> str:
     """A markdown summary: headline table per scope, every token metric, pairs, entity types."""
     o = result.overall
     lines = [
@@ -108,7 +112,18 @@ def render_markdown(result: AgreementResult) -> str:
         "κ and α use entity-type labels (O, PER, …); Cohen κ and span F1 are unweighted means "
         "over annotator pairs.",
         "",
-        "## Token-level metrics (overall)",
+    ]
+    for section in (o, *result.by_lang.values()):
+        if not section.error:
+            lines += _token_table(section) + _type_table(section)
+    lines += _pairs_table(o)
+    return "\n".join(lines) + "\n"
+
+
+def _token_table(s: SectionResult) -> list[str]:
+    """Every token metric of one scope, each with the items, annotators and tokens behind it."""
+    lines = [
+        f"## Token-level metrics ({s.scope})",
         "",
         "| metric | labels | tokens | value | items | annotators | tokens behind it | note |",
         "|---|---|---|---:|---:|---:|---:|---|",
@@ -116,9 +131,9 @@ def render_markdown(result: AgreementResult) -> str:
     for mode in MODES:
         for variant in VARIANTS:
             rows = [
-                ("Cohen κ (mean over pairs)", o.cohen[mode][variant].mean),
-                ("Fleiss κ", o.fleiss.get(mode, {}).get(variant)),
-                ("Krippendorff α", o.krippendorff[mode][variant]),
+                ("Cohen κ (mean over pairs)", s.cohen[mode][variant].mean),
+                ("Fleiss κ", s.fleiss.get(mode, {}).get(variant)),
+                ("Krippendorff α", s.krippendorff[mode][variant]),
             ]
             for name, sc in rows:
                 if sc is None:
@@ -127,9 +142,33 @@ def render_markdown(result: AgreementResult) -> str:
                     f"| {name} | {mode} | {_VARIANT_NAMES[variant]} | {_fmt(sc)} | "
                     f"{sc.n_items} | {sc.n_annotators} | {sc.n_tokens} | {sc.note or ''} |"
                 )
-    lines += [
+    return [*lines, ""]
+
+
+def _type_table(s: SectionResult) -> list[str]:
+    """Span F1 per entity type of one scope."""
+    lines = [
+        f"## Span F1 per entity type ({s.scope})",
         "",
-        "## Annotator pairs (overall)",
+        "| type | exact (mean over pairs) | partial (mean over pairs) | exact (pooled) | "
+        "partial (pooled) | spans | items | annotators |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ex, pa = s.span_f1["exact"], s.span_f1["partial"]
+    for t, sc in ex.per_type_mean.items():
+        pooled = ex.per_type_pooled[t]
+        lines.append(
+            f"| {t} | {_fmt(sc)} | {_fmt(pa.per_type_mean.get(t))} | {_fmt(pooled)} | "
+            f"{_fmt(pa.per_type_pooled.get(t))} | {pooled.detail.get('n_spans', 0)} | "
+            f"{pooled.n_items} | {pooled.n_annotators} |"
+        )
+    return [*lines, ""]
+
+
+def _pairs_table(o: SectionResult) -> list[str]:
+    """Cohen κ and span F1 of every annotator pair (overall)."""
+    lines = [
+        f"## Annotator pairs ({o.scope})",
         "",
         "| pair | items | tokens | Cohen κ (excl. all-O) | Cohen κ (all) | span F1 exact | "
         "span F1 partial | spans |",
@@ -147,22 +186,7 @@ def render_markdown(result: AgreementResult) -> str:
             f"{_fmt(exact.micro if exact else None)} | "
             f"{_fmt(partial.micro if partial else None)} | {n_spans} |"
         )
-    lines += [
-        "",
-        "## Span F1 per entity type (overall)",
-        "",
-        "| type | exact (mean over pairs) | partial (mean over pairs) | exact (pooled) | "
-        "partial (pooled) | spans |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    ex, pa = o.span_f1["exact"], o.span_f1["partial"]
-    for t, sc in ex.per_type_mean.items():
-        pooled = ex.per_type_pooled[t]
-        lines.append(
-            f"| {t} | {_fmt(sc)} | {_fmt(pa.per_type_mean.get(t))} | {_fmt(pooled)} | "
-            f"{_fmt(pa.per_type_pooled.get(t))} | {pooled.detail.get('n_spans', 0)} |"
-        )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _text_colour(rgba: Sequence[float] | np.ndarray) -> str:
@@ -185,8 +209,9 @@ def _pair_matrix(
     return m
 
 
-def plot_pairwise_heatmap(result: AgreementResult, path: Path) -> Path:
-    """Two annotator × annotator heatmaps: Cohen κ (types, excl. all-O) and exact span F1."""
+def plot_pairwise_heatmap(result: AgreementReport, path: Path) -> Path:
+    """Two annotator × annotator heatmaps: Cohen κ (types, excl. all-O) and exact span F1,
+    each cell with its value and the number of items the pair shares."""
     o = result.overall
     anns = o.annotators
     kappa = o.cohen[HEADLINE_MODE][HEADLINE_VARIANT]
@@ -197,13 +222,14 @@ def plot_pairwise_heatmap(result: AgreementResult, path: Path) -> Path:
         return p.micro if p else None
 
     panels = [
-        ("Cohen κ (entity types, excl. all-O)", _pair_matrix(anns, kappa.pair), -1.0),
-        ("Span F1 (exact)", _pair_matrix(anns, f1_lookup), 0.0),
+        ("Cohen κ (entity types, excl. all-O)", kappa.pair, -1.0),
+        ("Span F1 (exact)", f1_lookup, 0.0),
     ]
     size = max(4.0, 0.6 * len(anns) + 2.5)
     fig = Figure(figsize=(2 * size + 1, size), layout="constrained")
     FigureCanvasAgg(fig)
-    for k, (title, m, vmin) in enumerate(panels):
+    for k, (title, lookup, vmin) in enumerate(panels):
+        m = _pair_matrix(anns, lookup)
         ax = fig.add_subplot(1, 2, k + 1)
         im = ax.imshow(np.ma.masked_invalid(m), cmap="RdYlGn", vmin=vmin, vmax=1.0)
         ax.set_xticks(range(len(anns)), anns, rotation=45, ha="right")
@@ -212,7 +238,12 @@ def plot_pairwise_heatmap(result: AgreementResult, path: Path) -> Path:
         fontsize = 9 if len(anns) <= 8 else 6
         for i in range(len(anns)):
             for j in range(len(anns)):
-                text = "—" if i == j else ("n/a" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}")
+                if i == j:
+                    text = "—"
+                else:
+                    sc = lookup(anns[i], anns[j])
+                    n = f"\n{sc.n_items} items" if sc is not None else ""
+                    text = ("n/a" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}") + n
                 colour = "black" if np.isnan(m[i, j]) else _text_colour(im.cmap(im.norm(m[i, j])))
                 ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour)
         fig.colorbar(im, ax=ax, shrink=0.8)
@@ -220,7 +251,7 @@ def plot_pairwise_heatmap(result: AgreementResult, path: Path) -> Path:
     return path
 
 
-def plot_confusion(result: AgreementResult, path: Path) -> Path:
+def plot_confusion(result: AgreementReport, path: Path) -> Path:
     """Token-level entity-type confusion between annotators, pooled over pairs (row-normalised
     colours, raw counts in the cells)."""
     conf = result.overall.confusion
@@ -247,21 +278,38 @@ def plot_confusion(result: AgreementResult, path: Path) -> Path:
     return path
 
 
-def write_report(
-    result: AgreementResult, out_dir: str | Path, *, stem: str = "agreement"
-) -> ReportPaths:
-    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_pairs.png`` and ``{stem}_confusion.png``."""
+def report_paths(out_dir: str | Path, stem: str = "agreement") -> ReportPaths:
+    """Where :func:`write_report` writes, without writing."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = ReportPaths(
+    return ReportPaths(
         json=out / f"{stem}.json",
         markdown=out / f"{stem}.md",
-        heatmap=out / f"{stem}_pairs.png",
+        heatmap=out / f"{stem}_heatmap.png",
         confusion=out / f"{stem}_confusion.png",
     )
-    payload = json.dumps(result.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def write_report(
+    result: AgreementReport,
+    out_dir: str | Path,
+    *,
+    stem: str = "agreement",
+    extra_json: Mapping[str, Any] | None = None,
+    extra_markdown: str = "",
+) -> ReportPaths:
+    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_heatmap.png`` and ``{stem}_confusion.png``.
+
+    ``extra_json`` goes into the JSON under the key ``"run"``; ``extra_markdown`` is appended
+    to the markdown.
+    """
+    paths = report_paths(out_dir, stem)
+    paths.json.parent.mkdir(parents=True, exist_ok=True)
+    data = result.to_dict()
+    if extra_json is not None:
+        data["run"] = dict(extra_json)
+    payload = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
     _atomic_write(paths.json, lambda p: p.write_text(payload + "\n", encoding="utf-8"))
-    text = render_markdown(result)
+    text = render_markdown(result) + extra_markdown
     _atomic_write(paths.markdown, lambda p: p.write_text(text, encoding="utf-8"))
     plot_pairwise_heatmap(result, paths.heatmap)
     plot_confusion(result, paths.confusion)

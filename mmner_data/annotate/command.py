@@ -2,9 +2,258 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
 annotate_app = typer.Typer(
     help="Label Studio: push tasks (with pre-annotations), pull annotations.",
     no_args_is_help=True,
 )
+
+RecipeOpt = Annotated[
+    Path,
+    typer.Option("--recipe", "-r", help="Recipe YAML; its `annotate:` section gives the defaults."),
+]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
+]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        help="Label Studio project title (default: annotate.project, else the recipe name); "
+        "the review queue adds ' — review'.",
+    ),
+]
+QueueOpt = Annotated[
+    str,
+    typer.Option(
+        "--queue",
+        help="annotate: kept posts → the annotation project; review: posts that agreement "
+        "sent to review → the review project.",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Connect and count what would change; write nothing anywhere."),
+]
+
+
+def _connect(settings: Any) -> Any:
+    from mmner_data.annotate.client import LSClient
+
+    return LSClient(
+        settings.resolved_url(),
+        settings.resolved_api_key(),
+        api_key_env=settings.api_key_env,
+        timeout=settings.timeout_s,
+    )
+
+
+@annotate_app.command("push")
+def push_command(
+    recipe: RecipeOpt,
+    store: StoreOpt = None,
+    project: ProjectOpt = None,
+    queue: QueueOpt = "annotate",
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Tasks per import request (default 500)."),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--overlap",
+            min=1,
+            help="Annotators per task (Label Studio maximum_annotations); 2+ for agreement.",
+        ),
+    ] = None,
+    overlap_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--overlap-fraction",
+            min=0.01,
+            max=1.0,
+            help="Share of tasks that get --overlap annotators; the rest get one (default 1).",
+        ),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            "--model-version",
+            help="Which pre-annotations to attach (default: the latest model_version).",
+        ),
+    ] = None,
+    no_predictions: Annotated[
+        bool, typer.Option("--no-predictions", help="Do not attach pre-annotations.")
+    ] = False,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            "--images",
+            help="How Label Studio gets images: local-files (default), url (with "
+            "--image-url-base) or none.",
+        ),
+    ] = None,
+    image_url_base: Annotated[
+        str | None,
+        typer.Option(
+            "--image-url-base",
+            help="Base URL serving the store's images/ folder (e.g. http://host:8000); "
+            "task image = <base>/<ab>/<sha256>.<ext>.",
+        ),
+    ] = None,
+    document_root: Annotated[
+        str | None,
+        typer.Option(
+            "--document-root",
+            help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that variable).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Push at most this many new tasks.")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Create/reuse the project, then import new posts as tasks with their pre-annotations.
+
+    Idempotent and crash-safe: tasks already in the project (found by post_id) are never
+    imported again. URL and API key come from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (or the
+    variables the recipe's annotate section names).
+    """
+    from mmner_data.annotate.client import LabelStudioError
+    from mmner_data.annotate.label_config import LabelConfigError
+    from mmner_data.annotate.push import PushError, run_push
+    from mmner_data.annotate.settings import build_annotate_settings
+    from mmner_data.cli import UserError, _open_store, open_recipe, out, progress_bars, user_errors
+
+    overrides: dict[str, Any] = {
+        "project": project,
+        "batch_size": batch_size,
+        "overlap": overlap,
+        "overlap_fraction": overlap_fraction,
+        "model_version": model_version,
+        "predictions": False if no_predictions else None,
+        "images": images,
+        "image_url_base": image_url_base,
+        "document_root": document_root,
+    }
+    with user_errors(), open_recipe(recipe) as rcp:
+        settings = build_annotate_settings(rcp.annotate, overrides)
+        client = _connect(settings)
+        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+            run_id = None if dry_run else st.start_run("annotate-push", {"queue": queue})
+            try:
+                result = run_push(
+                    st,
+                    client,
+                    settings,
+                    rcp.entity_types,
+                    recipe_name=rcp.name,
+                    queue=queue,
+                    limit=limit,
+                    dry_run=dry_run,
+                    progress=bar,
+                )
+            except (LabelStudioError, PushError, LabelConfigError) as exc:
+                if run_id is not None:
+                    st.finish_run(run_id, "failed", {"error": str(exc)})
+                raise UserError(str(exc)) from None
+            if run_id is not None:
+                st.finish_run(run_id, "ok", result.to_dict())
+        data = result.to_dict()
+        if json_out:
+            out.print_json(json.dumps(data))
+            return
+        verb = "would push" if dry_run else "pushed"
+        out.print(
+            f"{result.title!r} (project {data['project_id']}) at {result.url}: {verb} "
+            f"{result.to_push if dry_run else result.imported} new task(s) of {result.selected} "
+            f"selected ({result.already_pushed} already there, {result.recovered} recovered); "
+            f"{result.with_predictions} with predictions"
+            + (f" ({result.model_version})" if result.model_version else "")
+        )
+        for note in result.notes:
+            out.print(f"  {note}")
+        if result.duplicate_tasks_in_project:
+            out.print(
+                f"[yellow]the project has {result.duplicate_tasks_in_project} duplicate task(s) "
+                "for the same post (not made by this tool)[/]"
+            )
+
+
+@annotate_app.command("pull")
+def pull_command(
+    recipe: RecipeOpt,
+    store: StoreOpt = None,
+    project: ProjectOpt = None,
+    queue: QueueOpt = "annotate",
+    snap: Annotated[
+        str | None,
+        typer.Option(
+            "--snap",
+            help="Spans off token boundaries: expand (default; grow to whole tokens), "
+            "contract (shrink) or strict (leave untagged).",
+        ),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Export the project's annotations and store them per annotator, with BIO tags.
+
+    Re-pulls rewrite only annotations whose updated_at changed. Writes reports/annotate_pull.*.
+    """
+    from mmner_data.annotate.client import LabelStudioError
+    from mmner_data.annotate.pull import PullError, run_pull
+    from mmner_data.annotate.settings import build_annotate_settings
+    from mmner_data.cli import (
+        UserError,
+        _open_store,
+        console,
+        open_recipe,
+        out,
+        progress_bars,
+        user_errors,
+    )
+
+    with user_errors(), open_recipe(recipe) as rcp:
+        settings = build_annotate_settings(rcp.annotate, {"project": project, "snap": snap})
+        client = _connect(settings)
+        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+            try:
+                result = run_pull(
+                    st,
+                    client,
+                    settings,
+                    rcp.entity_types,
+                    recipe_name=rcp.name,
+                    queue=queue,
+                    dry_run=dry_run,
+                    progress=bar,
+                )
+            except (LabelStudioError, PullError) as exc:
+                raise UserError(str(exc)) from None
+        if json_out:
+            out.print_json(json.dumps(result.to_dict()))
+            return
+        out.print(
+            f"{result.title!r} (project {result.project_id}): {result.annotations} annotation(s) "
+            f"by {len(result.annotators)} annotator(s) — {result.new} new, {result.updated} "
+            f"updated, {result.unchanged} unchanged; {result.skipped} skipped, "
+            f"{result.snapped_spans} span(s) snapped"
+        )
+        for p in result.problems[:10]:
+            console.print(f"[yellow]not tagged:[/] {p}")
+        if result.report_files:
+            out.print("report: " + ", ".join(result.report_files))

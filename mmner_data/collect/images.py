@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import hashlib
 import io
 import os
@@ -47,6 +46,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from mmner_data.net import parse_retry_after
 from mmner_data.schema import Image
 
 __all__ = [
@@ -346,26 +346,6 @@ def _process(data: bytes, content_type: str | None, limits: ImageLimits) -> Proc
 # ---------------------------------------------------------------------------------------------
 # Fetching
 # ---------------------------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        secs = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        secs = when.timestamp() - (time.time() if now is None else now)
-    if secs != secs:  # NaN
-        return None
-    return max(0.0, min(secs, cap))
 
 
 class _Retryable(Exception):

@@ -8,12 +8,14 @@ run reaches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from mmner_data.collect.normalise import content_words, find_entities, is_retwee
 from mmner_data.config import Recipe
 from mmner_data.schema import Drop, DropReason, Post, PostStatus
 from mmner_data.sources import SourceError, make_source
-from mmner_data.store import CorpusStore
+from mmner_data.store import CorpusStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +266,7 @@ def crawl(
             source = make_source(settings)
         except SourceError as exc:
             summary.source_errors[name] = str(exc)
-            log.error("%s", exc)
+            log.info("source %s cannot start: %s", name, exc)
             continue
         try:
             for page in source.iter_pages(None if (exhausted and refresh) else cursor):
@@ -287,7 +289,8 @@ def crawl(
                     break
         except SourceError as exc:
             summary.source_errors[name] = str(exc)
-            log.error("source %s stopped: %s (the cursor is kept; re-run to resume)", name, exc)
+            # reported once, by the caller's summary (the CLI prints one line per source)
+            log.info("source %s stopped: %s (the cursor is kept; re-run to resume)", name, exc)
         finally:
             source.close()
 
@@ -308,10 +311,15 @@ def fetch_pending(
                 "UPDATE post_images SET status='pending' WHERE status='failed' AND error IN "
                 "('timeout', 'rate_limited', 'server_error', 'connection_error')"
             )
+    # Posts that finalize() dropped (image_failed, duplicates) are judged again by the next
+    # finalize, so their pending images are fetched too: that is what --retry-failed resets.
+    final = tuple(str(r) for r in FINAL_REASONS)
     rows = store.query(
         "SELECT pi.post_id, pi.position, pi.url, p.source, p.lang FROM post_images pi "
-        "JOIN posts p ON p.post_id = pi.post_id "
-        "WHERE pi.status='pending' AND p.status='candidate' ORDER BY p.ingest_seq, pi.position"
+        "JOIN posts p ON p.post_id = pi.post_id WHERE pi.status='pending' AND "
+        f"(p.status != 'dropped' OR p.drop_reason IN ({','.join('?' * len(final))})) "
+        "ORDER BY p.ingest_seq, pi.position",
+        final,
     )
     meta = {(r["post_id"], r["position"]): (r["source"], r["lang"]) for r in rows}
     requests = [ImageRequest(key=(r["post_id"], r["position"]), url=r["url"] or "") for r in rows]
@@ -463,9 +471,67 @@ def run_collect(
     retry_failed: bool = False,
     skip_crawl: bool = False,
 ) -> CollectSummary:
-    """The whole stage; safe to re-run at any time."""
+    """The whole stage; safe to re-run at any time (one run per store at a time)."""
+    with collect_lock(store):
+        return _run_collect(recipe, store, progress, refresh, retry_failed, skip_crawl)
+
+
+LOCK_NAME = "collect.lock"
+
+
+@contextlib.contextmanager
+def collect_lock(store: CorpusStore) -> Iterator[None]:
+    """Hold the store's collect lock; clean up what a killed run left behind.
+
+    An advisory ``flock`` on ``<store>/collect.lock``: the OS releases it when the holder dies, even
+    by SIGKILL. Holding it, nothing else can be writing images, so half-written temporary image
+    files (a run killed inside an atomic write) are removed, and runs still marked ``running`` are
+    marked ``killed``. Raises :class:`StoreError` if another collect holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, no sweeping
+        yield
+        return
+    fd = os.open(store.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(
+                f"another collect or dedup is running on the store {store.root}; "
+                "wait for it to finish (or stop it) and run again"
+            ) from None
+        for tmp in store.images_dir.glob("*/.tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status='killed' WHERE stage='collect' AND status='running'"
+            )
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _run_collect(
+    recipe: Recipe,
+    store: CorpusStore,
+    progress: Progress | None,
+    refresh: bool,
+    retry_failed: bool,
+    skip_crawl: bool,
+) -> CollectSummary:
     summary = CollectSummary()
-    run_id = store.start_run("collect", {"recipe": recipe.name, "refresh": refresh})
+    run_id = store.start_run(
+        "collect",
+        {
+            "recipe": recipe.name,
+            "refresh": refresh,
+            "retry_failed": retry_failed,
+            "skip_crawl": skip_crawl,
+        },
+    )
     status = "failed"
     try:
         if not skip_crawl:

@@ -43,6 +43,7 @@ def build_drop_report(store: CorpusStore) -> dict[str, Any]:
         for r in store.query("SELECT lang, COUNT(*) FROM posts WHERE status='kept' GROUP BY lang")
     }
     return {
+        "source_errors": last_source_errors(store),
         "kept": dict(sorted(kept.items())),
         "kept_total": sum(kept.values()),
         "dropped": {k: dict(sorted(v.items())) for k, v in sorted(by_reason.items())},
@@ -52,11 +53,29 @@ def build_drop_report(store: CorpusStore) -> dict[str, Any]:
     }
 
 
+def last_source_errors(store: CorpusStore) -> dict[str, str]:
+    """Sources that stopped with an error in the last finished crawl (``{name: one line}``)."""
+    row = store.conn.execute(
+        "SELECT summary_json FROM runs WHERE stage='collect' AND status != 'running' "
+        "AND COALESCE(json_extract(params_json, '$.skip_crawl'), 0) = 0 "
+        "ORDER BY run_id DESC LIMIT 1"
+    ).fetchone()
+    if row is None or not row[0]:
+        return {}
+    errors = json.loads(row[0]).get("source_errors") or {}
+    return {str(k): str(v) for k, v in sorted(errors.items())}
+
+
 def _image_errors(store: CorpusStore, post_id: str) -> str:
     rows = store.query(
         "SELECT error, detail FROM post_images WHERE post_id=? AND status='failed'", (post_id,)
     )
     return "; ".join(f"{r['error']}: {r['detail']}" for r in rows)
+
+
+def _cell(text: str) -> str:
+    """One markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _snippet(text: str, n: int = 80) -> str:
@@ -87,6 +106,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             + " | ".join(str(counts.get(lang, 0)) for lang in langs)
             + f" | {sum(counts.values())} |"
         )
+    if report.get("source_errors"):
+        lines += ["", "## Sources that stopped (last crawl)", "", "| source | error |", "|---|---|"]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in report["source_errors"].items()]
     if report["image_errors"]:
         lines += ["", "## Image errors", "", "| reason | images |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in report["image_errors"].items()]

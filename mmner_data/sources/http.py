@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import time
+import random
 from typing import Any
 
 import httpx
@@ -14,10 +13,10 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from mmner_data import __version__
+from mmner_data.net import parse_ratelimit_reset, parse_retry_after
 from mmner_data.sources.base import SourceError
 
 log = logging.getLogger(__name__)
@@ -32,20 +31,13 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def parse_retry_after(value: str | None, cap: float) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        secs = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        secs = when.timestamp() - time.time()
-    return max(0.0, min(secs, cap))
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
+def backoff_s(attempt: int, initial: float, cap: float) -> float:
+    """Exponential backoff with jitter before retry ``attempt`` (1-based), at most ``cap``."""
+    return min(initial * 2 ** (attempt - 1) + random.uniform(0, initial), cap)
 
 
 class ApiClient:
@@ -78,7 +70,7 @@ class ApiClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return exc.retry_after
-        return wait_exponential_jitter(initial=0.5, max=self.backoff_max_s)(state)
+        return backoff_s(state.attempt_number, 0.5, self.backoff_max_s)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.n_retries += 1
@@ -99,7 +91,7 @@ class ApiClient:
                     return self._get_once(url, params)
         except _Retryable as exc:
             raise SourceError(
-                f"{exc.reason} after {self.retries + 1} attempts: {exc.detail}"
+                f"{exc.reason} after {_attempts(self.retries + 1)}: {exc.detail}"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -109,7 +101,7 @@ class ApiClient:
         """GET and decode JSON; a body that is not JSON is retried, then a SourceError."""
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential_jitter(initial=0.2, max=self.backoff_max_s),
+            wait=lambda state: backoff_s(state.attempt_number, 0.2, self.backoff_max_s),
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
             before_sleep=self._before_sleep,
             reraise=True,
@@ -121,9 +113,11 @@ class ApiClient:
                     try:
                         return json.loads(resp.content), resp
                     except ValueError as exc:
-                        raise _Retryable("malformed_json", f"{url}: {exc}") from None
+                        raise _Retryable("malformed_json", str(exc)) from None
         except _Retryable as exc:
-            raise SourceError(f"malformed JSON from {url} ({exc.detail})") from None
+            raise SourceError(
+                f"malformed JSON from {url} after {_attempts(self.retries + 1)}: {exc.detail}"
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _get_once(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
@@ -138,7 +132,9 @@ class ApiClient:
         if resp.status_code == 429:
             wait = parse_retry_after(resp.headers.get("Retry-After"), self.backoff_max_s)
             if wait is None:
-                wait = _ratelimit_reset(resp, self.backoff_max_s)
+                wait = parse_ratelimit_reset(
+                    resp.headers.get("X-RateLimit-Reset"), self.backoff_max_s
+                )
             raise _Retryable("rate_limited", f"{url}: HTTP 429", retry_after=wait)
         if resp.status_code >= 500:
             raise _Retryable("server_error", f"{url}: HTTP {resp.status_code}")
@@ -149,17 +145,3 @@ class ApiClient:
         if resp.status_code >= 400:
             raise SourceError(f"HTTP {resp.status_code} from {url}")
         return resp
-
-
-def _ratelimit_reset(resp: httpx.Response, cap: float) -> float | None:
-    """Mastodon's ``X-RateLimit-Reset`` (ISO 8601) when no ``Retry-After`` is given."""
-    reset = resp.headers.get("X-RateLimit-Reset")
-    if not reset:
-        return None
-    from datetime import datetime
-
-    try:
-        when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), cap))

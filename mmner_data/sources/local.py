@@ -42,7 +42,8 @@ class LocalFile:
                     try:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        yield n, None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+                        what = exc.msg.removesuffix(" at").strip()
+                        yield n, None, f"invalid JSON ({what} at column {exc.colno})"
                         continue
                     if not isinstance(obj, dict):
                         yield n, None, f"expected a JSON object, got {type(obj).__name__}"

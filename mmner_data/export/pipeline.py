@@ -1,0 +1,284 @@
+"""The ``export`` stage: select labels → tag and pseudonymise → split → write → card.
+
+The export folder is built beside its destination and moved into place at the end, so a killed
+export leaves the previous one intact; re-running replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmner_data.config import Recipe
+from mmner_data.export.card import card_stats, read_agreement, render_card
+from mmner_data.export.gold import LabelledPost, LabelSelection, select_labels
+from mmner_data.export.records import ExportRecord, RecordError, bio_names, build_record
+from mmner_data.export.settings import SPLIT_NAMES, ExportSettings
+from mmner_data.export.splits import SplitItem, assign_splits, link_groups
+from mmner_data.store import CorpusStore
+
+Progress = Callable[[str, int, int | None], None]
+MANIFEST = "export.json"
+TWITTER_DIR = "twitter2015"
+
+
+class ExportError(RuntimeError):
+    """Nothing to export, or a destination that is not ours to replace."""
+
+
+@dataclass(slots=True)
+class ExportResult:
+    out: Path
+    selection: dict[str, Any]
+    counts: dict[str, dict[str, int]]  # split → lang → posts
+    skipped_invalid: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    hub_url: str | None = None
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "selection": self.selection,
+            "counts": self.counts,
+            "total": sum(sum(c.values()) for c in self.counts.values()),
+            "skipped_invalid": self.skipped_invalid,
+            "files": self.files,
+            "hub_url": self.hub_url,
+            "dry_run": self.dry_run,
+        }
+
+
+def default_out(store: CorpusStore, recipe: Recipe) -> Path:
+    return store.root / "exports" / recipe.name
+
+
+def group_posts(
+    posts: Sequence[LabelledPost], recipe: Recipe, *, leakage_check: bool = True
+) -> dict[str, str]:
+    """post id → group id: dedup clusters (``cluster_id``, ``dup_of``) joined, plus — with
+    ``leakage_check`` — near-duplicate links among the exported posts themselves, found by
+    ``find_duplicates`` with the recipe's thresholds and every link type switched on."""
+    links: list[tuple[str, str]] = []
+    for p in posts:
+        links.append((p.post_id, p.cluster_id or p.post_id))
+        if p.dup_of:
+            links.append((p.post_id, p.dup_of))
+    if leakage_check and len(posts) > 1:
+        from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates
+
+        d = recipe.dedup
+        settings = DedupSettings(
+            text_threshold=d.text_threshold,
+            num_perm=d.num_perm,
+            shingle_size=d.shingle_size,
+            image_hamming=d.image_hamming,
+        )
+        items = [
+            DedupItem(
+                post_id=p.post_id,
+                order_key=(p.created_at or "", p.source, p.post_id),
+                text_key=p.text_key,
+                image_sha256=(p.image_sha256,) if p.image_sha256 else (),
+                image_phash=(p.image_phash,) if p.image_phash else (),
+            )
+            for p in posts
+        ]
+        links += [(dec.post_id, dec.cluster_id) for dec in find_duplicates(items, settings)]
+    return link_groups([p.post_id for p in posts], links)
+
+
+def build_records(
+    selection: LabelSelection,
+    recipe: Recipe,
+    settings: ExportSettings,
+    salt: str,
+    progress: Progress | None = None,
+) -> tuple[list[ExportRecord], list[str]]:
+    records: list[ExportRecord] = []
+    invalid: list[str] = []
+    n = len(selection.posts)
+    for post in selection.posts:
+        try:
+            records.append(
+                build_record(post, salt=salt, entity_types=recipe.entity_types, snap=settings.snap)
+            )
+        except RecordError as exc:
+            invalid.append(str(exc))
+        if progress:
+            progress("export: tag", 1, n)
+    return records, invalid
+
+
+def split_records(
+    records: list[ExportRecord], groups: dict[str, str], settings: ExportSettings
+) -> dict[str, list[ExportRecord]]:
+    items = [SplitItem(r.post_id, groups[r.post_id], r.lang, r.types) for r in records]
+    assignment = assign_splits(items, settings.splits, settings.seed)
+    by_split: dict[str, list[ExportRecord]] = {s: [] for s in SPLIT_NAMES if settings.splits[s]}
+    for r in sorted(records, key=lambda r: r.id):
+        r.split = assignment[r.post_id]
+        by_split[r.split].append(r)
+    return by_split
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())
+    ):
+        raise ExportError(
+            f"{out} exists and is not an mmner-data export; choose another folder or remove it"
+        )
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_export(
+    store: CorpusStore,
+    recipe: Recipe,
+    settings: ExportSettings,
+    *,
+    out: Path | None = None,
+    recipe_text: str | None = None,
+    progress: Progress | None = None,
+    dry_run: bool = False,
+) -> ExportResult:
+    """Export the store's labelled posts (see the module and docs/export.md)."""
+    out = Path(out or settings.out or default_out(store, recipe)).resolve()
+    selection = select_labels(
+        store,
+        annotator=settings.annotator,
+        include_silver=settings.include_silver,
+        model_version=settings.model_version,
+    )
+    if not selection.posts:
+        looked = ["gold (adjudication)"]
+        looked.append(f"annotator {settings.annotator}" if settings.annotator else "")
+        looked.append("pre-annotations" if settings.include_silver else "")
+        hint = [] if settings.include_silver else ["--include-silver for pre-annotations"]
+        if not settings.annotator:
+            hint.append("--annotator for one annotator's labels")
+        raise ExportError(
+            f"nothing to export: {selection.eligible} eligible post(s), none labelled by "
+            + ", ".join(x for x in looked if x)
+            + (f" (try {' or '.join(hint)})" if hint else "")
+        )
+    salt = store.pseudonym_salt()
+    records, invalid = build_records(selection, recipe, settings, salt, progress)
+    if not records:
+        raise ExportError(f"nothing to export: all {len(invalid)} labelled post(s) are invalid")
+    groups = group_posts(selection.posts, recipe, leakage_check=settings.leakage_check)
+    by_split = split_records(records, groups, settings)
+    counts = {
+        s: {lang: sum(r.lang == lang for r in recs) for lang in sorted({r.lang for r in recs})}
+        for s, recs in by_split.items()
+    }
+    result = ExportResult(out, selection.to_dict(), counts, invalid, dry_run=dry_run)
+    if dry_run:
+        return result
+
+    _check_destination(out)
+    run_id = store.start_run("export", {**settings.model_dump(), "out": str(out)})
+    status = "failed"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    cache = Path(tempfile.mkdtemp(prefix=f".{out.name}.cache-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the export is a normal folder
+    try:
+        result.files = _write(
+            tmp, cache, by_split, selection, recipe, settings, recipe_text, store, progress
+        )
+        _swap_into_place(tmp, out)
+        if settings.push_to_hub:
+            from datasets import load_from_disk
+
+            from mmner_data.export.hf import push_to_hub
+
+            result.hub_url = push_to_hub(
+                load_from_disk(str(out)),
+                settings.push_to_hub,
+                out / "README.md",
+                private=settings.private,
+            )
+        status = "ok"
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+        store.finish_run(run_id, status, result.to_dict())
+    return result
+
+
+def _write(
+    tmp: Path,
+    cache: Path,
+    by_split: dict[str, list[ExportRecord]],
+    selection: LabelSelection,
+    recipe: Recipe,
+    settings: ExportSettings,
+    recipe_text: str | None,
+    store: CorpusStore,
+    progress: Progress | None,
+) -> list[str]:
+    files: list[str] = []
+    if "hf" in settings.formats:
+        from mmner_data.export.hf import build_dataset_dict, write_parquet
+
+        dd = build_dataset_dict(by_split, recipe.entity_types, cache_dir=cache, progress=progress)
+        dd.save_to_disk(str(tmp))
+        files.append("dataset_dict.json")
+        if settings.parquet:
+            files += [str(p.relative_to(tmp)) for p in write_parquet(dd, tmp / "data")]
+        del dd
+    if "twitter2015" in settings.formats:
+        from mmner_data.export.twitter2015 import write_twitter2015
+
+        folder = tmp / TWITTER_DIR if "hf" in settings.formats else tmp
+        files += [str(p.relative_to(tmp)) for p in write_twitter2015(folder, by_split)]
+    stats = card_stats(by_split, recipe.entity_types)
+    card = render_card(
+        name=recipe.name,
+        stats=stats,
+        splits=list(by_split),
+        entity_types=recipe.entity_types,
+        tag_names=bio_names(recipe.entity_types),
+        settings=settings.model_dump(mode="json"),
+        agreement=read_agreement(store.root),
+        recipe_text=recipe_text,
+        clip_model=selection.clip_model,
+        filter_applied=selection.filter_applied,
+        parquet=settings.parquet,
+        seed=settings.seed,
+    )
+    (tmp / "README.md").write_text(card, encoding="utf-8")
+    files.append("README.md")
+    manifest = {
+        "tool": "mmner-data",
+        "recipe": recipe.name,
+        "formats": list(settings.formats),
+        "entity_types": list(recipe.entity_types),
+        "ner_tags": bio_names(recipe.entity_types),
+        "splits": {s: len(r) for s, r in by_split.items()},
+        "selection": selection.to_dict(),
+        "stats": stats,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    files.append(MANIFEST)
+    return files
