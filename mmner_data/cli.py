@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmner_data import __version__
-from mmner_data.config import Recipe, RecipeError, build_recipe, read_recipe_yaml
+from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt
+from mmner_data.config import Recipe, RecipeError, build_recipe, load_recipe, read_recipe_yaml
 
 app = typer.Typer(
     name="mmner-data",
@@ -42,14 +43,6 @@ RecipeOpt = Annotated[
     Path,
     typer.Option("--recipe", "-r", help="Recipe YAML (sources, languages, quotas, thresholds)."),
 ]
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
-]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 
 class UserError(Exception):
@@ -77,6 +70,14 @@ def main(
         level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
     )
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+
+
+NO_CRAWL_SERVER = "http://127.0.0.1:0"  # what ${SAMPLE_SERVER} means to a stage that never crawls
+
+
+def load_stage_recipe(path: Path) -> Recipe:
+    """The recipe for a stage that reads only the store: no sample server is started."""
+    return load_recipe(path, extra_vars={"SAMPLE_SERVER": NO_CRAWL_SERVER})
 
 
 @contextlib.contextmanager
@@ -220,11 +221,7 @@ def dedup(recipe: RecipeOpt, store: StoreOpt = None, json_out: JsonOpt = False) 
     from mmner_data.collect.report import build_drop_report, write_drop_report
 
     with user_errors():
-        rcp = build_recipe(
-            read_recipe_yaml(recipe),
-            recipe_dir=recipe.parent,
-            extra_vars={"SAMPLE_SERVER": "http://127.0.0.1:0"},
-        )
+        rcp = load_stage_recipe(recipe)
         with _open_store(rcp, store) as st:
             summary = run_collect(rcp, st, skip_crawl=True)
             paths = list(write_drop_report(st))

@@ -6,6 +6,8 @@ always character offsets into the post's original ``text`` (Python ``str`` indic
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -129,6 +131,16 @@ class EntitySpan:
     @classmethod
     def from_json(cls, d: dict) -> EntitySpan:
         return cls(int(d["start"]), int(d["end"]), str(d["label"]), d.get("score"))
+
+
+def spans_from_json(raw: str | None) -> tuple[EntitySpan, ...]:
+    """A store ``*_json`` span column → spans (NULL or empty → none)."""
+    return tuple(EntitySpan.from_json(d) for d in json.loads(raw or "[]"))
+
+
+def spans_to_json(spans: Iterable[EntitySpan]) -> str:
+    """Spans → the store's ``*_json`` column text (the inverse of :func:`spans_from_json`)."""
+    return json.dumps([s.to_json() for s in spans], ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,7 @@ from mmner_data.models.crf import CRF, FORBIDDEN, bio_constraints
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: one torch thread avoids oversubscription (tiny ops get 10x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _crf(seed: int, constrain: bool) -> CRF:

@@ -30,13 +30,7 @@ from tiny_clip import write_tiny_clip
 TYPES = ["PER", "ORG", "LOC", "MISC"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: one torch thread avoids oversubscription (tiny ops get 10x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _examples() -> list[NerExample]:

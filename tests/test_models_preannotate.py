@@ -26,13 +26,7 @@ RECIPE = REPO / "recipes" / "sample.yaml"
 TYPES = ("PER", "ORG", "LOC", "MISC")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: one torch thread avoids oversubscription (tiny ops get 10x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

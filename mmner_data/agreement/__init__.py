@@ -1,5 +1,7 @@
 """Inter-annotator agreement (pure metrics), adjudication into a gold layer, and reports."""
 
+import importlib
+
 from mmner_data.agreement.adjudicate import (
     AdjudicationResult,
     GoldItem,
@@ -35,15 +37,27 @@ from mmner_data.agreement.metrics import (
     spans_to_bio,
     type_confusion,
 )
-from mmner_data.agreement.pipeline import (
-    AgreementResult,
-    review_queue,
-    run_agreement,
-    run_on_export,
-    write_review_gold,
-)
-from mmner_data.agreement.report import ReportPaths, write_report
-from mmner_data.agreement.settings import AgreementSettings, build_agreement_settings
+
+# The stage (store I/O, reports with matplotlib) loads on first use, so that importing the pure
+# metrics, or the CLI that registers the command, stays cheap.
+_LAZY = {
+    "AgreementResult": "pipeline",
+    "review_queue": "pipeline",
+    "run_agreement": "pipeline",
+    "run_on_export": "pipeline",
+    "write_review_gold": "pipeline",
+    "ReportPaths": "report",
+    "write_report": "report",
+    "AgreementSettings": "settings",
+    "build_agreement_settings": "settings",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AdjudicationResult",

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-LOOPBACK = "http://127.0.0.1:0"  # recipes may name ${SAMPLE_SERVER}; agreement never crawls
+from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt
 
 
 def agreement_command(
@@ -20,10 +20,7 @@ def agreement_command(
             help="Recipe YAML: its store, entity_types and `agreement:` section give the defaults.",
         ),
     ] = None,
-    store: Annotated[
-        Path | None,
-        typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
-    ] = None,
+    store: StoreOpt = None,
     from_export: Annotated[
         Path | None,
         typer.Option(
@@ -120,12 +117,8 @@ def agreement_command(
         bool,
         typer.Option("--dry-run", help="Compute and print the summary; write nothing."),
     ] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
-    ] = True,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Inter-annotator agreement (Cohen/Fleiss κ, Krippendorff α, span F1) and adjudication.
 
@@ -135,8 +128,14 @@ def agreement_command(
     from mmner_data.agreement.metrics import AgreementError
     from mmner_data.agreement.pipeline import run_agreement, run_on_export
     from mmner_data.agreement.settings import build_agreement_settings
-    from mmner_data.cli import UserError, console, out, progress_bars, user_errors
-    from mmner_data.config import build_recipe, read_recipe_yaml
+    from mmner_data.cli import (
+        UserError,
+        console,
+        load_stage_recipe,
+        out,
+        progress_bars,
+        user_errors,
+    )
     from mmner_data.store import CorpusStore
 
     overrides: dict[str, Any] = {
@@ -155,10 +154,7 @@ def agreement_command(
     with user_errors():
         rcp = None
         if recipe is not None:
-            raw = read_recipe_yaml(recipe)
-            rcp = build_recipe(
-                raw, recipe_dir=recipe.parent, extra_vars={"SAMPLE_SERVER": LOOPBACK}
-            )
+            rcp = load_stage_recipe(recipe)
         if from_export is not None and store is not None:
             raise UserError("--from-export reads a file, not the store: drop --store")
         if from_export is None and rcp is None and store is None:

@@ -39,7 +39,7 @@ from mmner_data.agreement.metrics import (
 from mmner_data.agreement.report import report_paths, write_report
 from mmner_data.agreement.settings import AgreementSettings, parse_time
 from mmner_data.annotate.convert import Span, SpanError, snap_span, spans_to_tags
-from mmner_data.schema import Annotation, EntitySpan
+from mmner_data.schema import Annotation, EntitySpan, spans_to_json
 from mmner_data.store import CorpusStore, atomic_write_text, utcnow
 from mmner_data.text.tokenize import Token, tokenize
 
@@ -220,7 +220,7 @@ class AdjudicationRow:
 
     def values(self) -> tuple[str, str, str, str | None, str]:
         """``status, spans_json, method, reason, provenance_json`` as stored."""
-        spans = json.dumps([s.to_json() for s in self.spans], ensure_ascii=False)
+        spans = spans_to_json(self.spans)
         prov = json.dumps(self.provenance, sort_keys=True, ensure_ascii=False)
         return self.status, spans, self.method, self.reason, prov
 
@@ -400,7 +400,7 @@ def write_review_gold(
             "updated_at=excluded.updated_at",
             (
                 post_id,
-                json.dumps([s.to_json() for s in gold], ensure_ascii=False),
+                spans_to_json(gold),
                 REVIEWED,
                 json.dumps(prov, sort_keys=True, ensure_ascii=False),
                 utcnow(),

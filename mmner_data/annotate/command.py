@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt, recipe_option
 
 annotate_app = typer.Typer(
     help="Label Studio: push tasks (with pre-annotations), pull annotations.",
     no_args_is_help=True,
 )
 
-RecipeOpt = Annotated[
-    Path,
-    typer.Option("--recipe", "-r", help="Recipe YAML; its `annotate:` section gives the defaults."),
-]
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
-]
+RecipeOpt = recipe_option("annotate")
 ProjectOpt = Annotated[
     str | None,
     typer.Option(
@@ -37,10 +31,6 @@ QueueOpt = Annotated[
         "sent to review → the review project.",
     ),
 ]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
-]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 DryRunOpt = Annotated[
     bool,
     typer.Option("--dry-run", help="Connect and count what would change; write nothing anywhere."),
@@ -135,7 +125,14 @@ def push_command(
     from mmner_data.annotate.label_config import LabelConfigError
     from mmner_data.annotate.push import PushError, run_push
     from mmner_data.annotate.settings import build_annotate_settings
-    from mmner_data.cli import UserError, _open_store, open_recipe, out, progress_bars, user_errors
+    from mmner_data.cli import (
+        UserError,
+        _open_store,
+        load_stage_recipe,
+        out,
+        progress_bars,
+        user_errors,
+    )
 
     overrides: dict[str, Any] = {
         "project": project,
@@ -148,7 +145,8 @@ def push_command(
         "image_url_base": image_url_base,
         "document_root": document_root,
     }
-    with user_errors(), open_recipe(recipe) as rcp:
+    with user_errors():
+        rcp = load_stage_recipe(recipe)
         settings = build_annotate_settings(rcp.annotate, overrides)
         client = _connect(settings)
         with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
@@ -221,13 +219,14 @@ def pull_command(
         UserError,
         _open_store,
         console,
-        open_recipe,
+        load_stage_recipe,
         out,
         progress_bars,
         user_errors,
     )
 
-    with user_errors(), open_recipe(recipe) as rcp:
+    with user_errors():
+        rcp = load_stage_recipe(recipe)
         settings = build_annotate_settings(rcp.annotate, {"project": project, "snap": snap})
         client = _connect(settings)
         with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:

@@ -48,6 +48,16 @@ class Converted:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class ReviewDecision:
+    """A reviewer's submitted spans for one post (review queue only)."""
+
+    updated_at: str
+    annotation_key: str
+    reviewer: str
+    spans: list[dict]
+
+
 @dataclass
 class PullResult:
     url: str
@@ -179,6 +189,7 @@ def run_pull(
         )
     }
     rows: list[tuple] = []
+    decisions: dict[str, ReviewDecision] = {}
     seen: set[str] = set()
     per_annotator: Counter[str] = Counter()
     now = utcnow()
@@ -209,6 +220,10 @@ def run_pull(
                 res.updated += 1
             else:
                 res.new += 1
+            if queue == "review" and status == "submitted" and conv.tags is not None:
+                decision = ReviewDecision(updated_at or "", akey, who, conv.spans)
+                if post_id not in decisions or decision.updated_at >= decisions[post_id].updated_at:
+                    decisions[post_id] = decision  # the latest review of a post wins
             rows.append(
                 (
                     akey,
@@ -245,7 +260,7 @@ def run_pull(
                 rows,
             )
     if queue == "review" and not dry_run:
-        res.reviewed_gold = _store_review_gold(store, rows, entity_types, res)
+        res.reviewed_gold = _store_review_gold(store, decisions, entity_types, res)
     res.seconds = time.perf_counter() - t0
     if not dry_run:
         res.report_files = write_pull_report(store, res)
@@ -253,23 +268,24 @@ def run_pull(
 
 
 def _store_review_gold(
-    store: CorpusStore, rows: list[tuple], entity_types: Sequence[str], res: PullResult
+    store: CorpusStore,
+    decisions: dict[str, ReviewDecision],
+    entity_types: Sequence[str],
+    res: PullResult,
 ) -> int:
-    """A reviewer's submitted decision becomes the post's gold (the latest review wins)."""
+    """Each post's latest submitted review becomes its gold; returns how many were stored."""
     from mmner_data.agreement.pipeline import write_review_gold
 
-    latest: dict[str, tuple] = {}
-    for row in rows:  # (key, post_id, who, origin, pkey, task, status, spans, tags, lt, c, u, now)
-        newer = row[1] not in latest or (row[11] or "") >= (latest[row[1]][11] or "")
-        if row[6] == "submitted" and row[8] is not None and newer:
-            latest[row[1]] = row
-    for post_id, row in sorted(latest.items()):
+    stored = 0
+    for post_id, d in sorted(decisions.items()):
         try:
-            write_review_gold(store, post_id, json.loads(row[7]), row[2], labels=list(entity_types))
+            write_review_gold(store, post_id, d.spans, d.reviewer, labels=list(entity_types))
+            stored += 1
         except ValueError as exc:
-            res.problems.append(f"{row[0]} (post {post_id}): review not stored as gold: {exc}")
-            latest.pop(post_id)
-    return len(latest)
+            res.problems.append(
+                f"{d.annotation_key} (post {post_id}): review not stored as gold: {exc}"
+            )
+    return stored
 
 
 def write_pull_report(store: CorpusStore, res: PullResult) -> list[str]:

@@ -9,7 +9,6 @@ leaves exactly one task per post.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -29,7 +28,7 @@ from mmner_data.annotate.label_config import (
     render_label_config,
 )
 from mmner_data.annotate.settings import AnnotateSettings
-from mmner_data.schema import EntitySpan
+from mmner_data.schema import EntitySpan, spans_from_json
 from mmner_data.store import CorpusStore, utcnow
 
 log = logging.getLogger(__name__)
@@ -201,8 +200,7 @@ def load_predictions(
         "SELECT post_id, spans_json, score FROM predictions WHERE model_version = ?",
         (model_version,),
     ):
-        spans = [EntitySpan.from_json(d) for d in json.loads(r["spans_json"])]
-        out[r["post_id"]] = (spans, r["score"])
+        out[r["post_id"]] = (list(spans_from_json(r["spans_json"])), r["score"])
     return out
 
 
@@ -213,8 +211,7 @@ def load_annotator_versions(store: CorpusStore) -> dict[str, list[tuple[str, lis
         "SELECT post_id, annotator, spans_json FROM annotations WHERE status = 'submitted' "
         "ORDER BY post_id, annotator, COALESCE(updated_at, created_at, pulled_at)"
     ):
-        spans = [EntitySpan.from_json(d) for d in json.loads(r["spans_json"])]
-        out.setdefault(r["post_id"], {})[r["annotator"]] = spans
+        out.setdefault(r["post_id"], {})[r["annotator"]] = list(spans_from_json(r["spans_json"]))
     return {pid: sorted(v.items()) for pid, v in out.items()}
 
 

@@ -94,6 +94,22 @@ class DedupSettings:
     image_hamming: int = 6
     seed: int = 1
 
+    @classmethod
+    def from_recipe(cls, section: object, **overrides: object) -> DedupSettings:
+        """From the recipe's ``dedup`` section (same field names), with ``overrides`` on top."""
+        names = (
+            "exact_text",
+            "near_text",
+            "text_threshold",
+            "num_perm",
+            "shingle_size",
+            "exact_image",
+            "near_image",
+            "image_hamming",
+        )
+        values = {name: getattr(section, name) for name in names}
+        return cls(**{**values, **overrides})  # type: ignore[arg-type]
+
     def __post_init__(self) -> None:
         if not 0.0 < self.text_threshold <= 1.0:
             raise ValueError(f"text_threshold must be in (0, 1], got {self.text_threshold}")

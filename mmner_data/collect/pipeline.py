@@ -363,17 +363,7 @@ def finalize(recipe: Recipe, store: CorpusStore) -> None:
     """Recompute image failures, dedup and quotas over the whole store, in one transaction."""
     from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates
 
-    d = recipe.dedup
-    settings = DedupSettings(
-        exact_text=d.exact_text,
-        near_text=d.near_text,
-        text_threshold=d.text_threshold,
-        num_perm=d.num_perm,
-        shingle_size=d.shingle_size,
-        exact_image=d.exact_image,
-        near_image=d.near_image,
-        image_hamming=d.image_hamming,
-    )
+    settings = DedupSettings.from_recipe(recipe.dedup)
     final = tuple(str(r) for r in FINAL_REASONS)
     with store.transaction() as conn:
         conn.execute(

@@ -8,18 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-RecipeOpt = Annotated[
-    Path,
-    typer.Option("--recipe", "-r", help="Recipe YAML; its `export:` section gives the defaults."),
-]
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
-]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt, recipe_option
+
+RecipeOpt = recipe_option("export")
 
 
 def export_command(
@@ -94,7 +85,7 @@ def export_command(
         UserError,
         _open_store,
         console,
-        open_recipe,
+        load_stage_recipe,
         progress_bars,
         user_errors,
     )
@@ -122,25 +113,25 @@ def export_command(
             "seed": seed,
         }
         text = recipe.read_text(encoding="utf-8") if recipe.exists() else None
-        with open_recipe(recipe) as rcp:
-            settings = build_export_settings(rcp.export, overrides)
-            with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-                try:
-                    result = run_export(
-                        st,
-                        rcp,
-                        settings,
-                        out=out,
-                        recipe_text=text,
-                        progress=bar,
-                        dry_run=dry_run,
-                    )
-                except ExportError as exc:
-                    raise UserError(str(exc)) from None
-                except Exception as exc:  # hub upload: no token, no network, no rights
-                    if settings.push_to_hub and "hub" in type(exc).__module__.lower():
-                        raise UserError(f"push to {settings.push_to_hub} failed: {exc}") from None
-                    raise
+        rcp = load_stage_recipe(recipe)
+        settings = build_export_settings(rcp.export, overrides)
+        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+            try:
+                result = run_export(
+                    st,
+                    rcp,
+                    settings,
+                    out=out,
+                    recipe_text=text,
+                    progress=bar,
+                    dry_run=dry_run,
+                )
+            except ExportError as exc:
+                raise UserError(str(exc)) from None
+            except Exception as exc:  # hub upload: no token, no network, no rights
+                if settings.push_to_hub and "hub" in type(exc).__module__.lower():
+                    raise UserError(f"push to {settings.push_to_hub} failed: {exc}") from None
+                raise
         data = result.to_dict()
         if json_out:
             stdout.print_json(json.dumps(data))
@@ -272,18 +263,13 @@ def stats_command(
     """
     from rich.table import Table
 
-    from mmner_data.cli import UserError, user_errors
+    from mmner_data.cli import UserError, load_stage_recipe, user_errors
     from mmner_data.cli import out as stdout
-    from mmner_data.config import build_recipe, read_recipe_yaml
     from mmner_data.export.stats import compute_stats, rows, write_stats
     from mmner_data.store import DB_NAME, CorpusStore
 
     with user_errors():
-        rcp = build_recipe(  # only the store is read: no sample server needed
-            read_recipe_yaml(recipe),
-            recipe_dir=recipe.parent,
-            extra_vars={"SAMPLE_SERVER": "http://127.0.0.1:0"},
-        )
+        rcp = load_stage_recipe(recipe)
         root = store or Path(rcp.store)
         if not (root / DB_NAME).exists():
             raise UserError(f"no store at {root} (run `mmner-data collect` first)")

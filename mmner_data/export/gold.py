@@ -13,12 +13,11 @@ Adjudication rows in ``review`` are not gold: such a post falls through to 2 and
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmner_data.schema import EntitySpan
+from mmner_data.schema import EntitySpan, spans_from_json
 from mmner_data.store import CorpusStore
 
 LABEL_SOURCES: tuple[str, ...] = ("gold", "annotator", "silver")
@@ -67,10 +66,6 @@ class LabelSelection:
             "filter_applied": self.filter_applied,
             "clip_model": self.clip_model,
         }
-
-
-def _spans(raw: str) -> tuple[EntitySpan, ...]:
-    return tuple(EntitySpan.from_json(d) for d in json.loads(raw or "[]"))
 
 
 def _latest_by_post(rows: list) -> dict[str, object]:
@@ -188,7 +183,7 @@ def select_labels(
                 created_at=p["created_at"],
                 cluster_id=p["cluster_id"],
                 dup_of=p["dup_of"],
-                spans=_spans(row["spans_json"]),  # type: ignore[index]
+                spans=spans_from_json(row["spans_json"]),  # type: ignore[index]
                 label_source=source,
                 label_origin=str(origin),
                 image_path=store.resolve_image(img["path"]) if img else None,  # type: ignore[index]

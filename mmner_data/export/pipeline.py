@@ -74,12 +74,9 @@ def group_posts(
     if leakage_check and len(posts) > 1:
         from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates
 
-        d = recipe.dedup
-        settings = DedupSettings(
-            text_threshold=d.text_threshold,
-            num_perm=d.num_perm,
-            shingle_size=d.shingle_size,
-            image_hamming=d.image_hamming,
+        # the recipe's thresholds, but every kind of link, whichever ones collect acted on
+        settings = DedupSettings.from_recipe(
+            recipe.dedup, exact_text=True, near_text=True, exact_image=True, near_image=True
         )
         items = [
             DedupItem(

@@ -8,10 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
-]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt
+
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto (cuda if available), cpu, cuda, cuda:N, mps.")
 ]
@@ -92,8 +90,14 @@ def train_command(
     AdamW with separate encoder/head learning rates, warm-up, early stopping on dev entity F1,
     a checkpoint per epoch (--resume continues), the best model saved as a folder in --output.
     """
-    from mmner_data.cli import UserError, console, out, progress_bars, user_errors
-    from mmner_data.config import load_recipe
+    from mmner_data.cli import (
+        UserError,
+        console,
+        load_stage_recipe,
+        out,
+        progress_bars,
+        user_errors,
+    )
     from mmner_data.models.settings import TrainSettings, build_settings
 
     overrides: dict[str, Any] = {
@@ -110,11 +114,7 @@ def train_command(
         "device": device,
     }
     with user_errors():
-        rcp = (
-            load_recipe(recipe, extra_vars={"SAMPLE_SERVER": "http://127.0.0.1:0"})
-            if recipe
-            else None
-        )
+        rcp = load_stage_recipe(recipe) if recipe else None
         settings = build_settings(TrainSettings, "train", rcp.train if rcp else {}, overrides)
         types = list(rcp.entity_types) if rcp else None
         _quiet_transformers()
@@ -256,10 +256,7 @@ def preannotate_command(
         Path,
         typer.Option("--recipe", "-r", help="Recipe YAML; its `preannotate:` section and types."),
     ],
-    store: Annotated[
-        Path | None,
-        typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
-    ] = None,
+    store: StoreOpt = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -287,7 +284,14 @@ def preannotate_command(
     Kept posts (and kept by `filter`, when it ran) without a prediction from this model version;
     posts without an image are labelled from their text. Ready for `annotate push`.
     """
-    from mmner_data.cli import UserError, _open_store, open_recipe, out, progress_bars, user_errors
+    from mmner_data.cli import (
+        UserError,
+        _open_store,
+        load_stage_recipe,
+        out,
+        progress_bars,
+        user_errors,
+    )
     from mmner_data.models.settings import PreannotateSettings, build_settings
 
     overrides = {
@@ -296,7 +300,8 @@ def preannotate_command(
         "device": device,
         "overwrite": overwrite or None,
     }
-    with user_errors(), open_recipe(recipe) as rcp:
+    with user_errors():
+        rcp = load_stage_recipe(recipe)
         settings = build_settings(PreannotateSettings, "preannotate", rcp.preannotate, overrides)
         with _open_store(rcp, store) as st:
             if dry_run:

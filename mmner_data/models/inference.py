@@ -21,7 +21,6 @@ in one transaction keyed by ``(post_id, model_version)``; a rerun skips what is 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +35,7 @@ from mmner_data.annotate.convert import repair_bio
 from mmner_data.models.config import is_checkpoint
 from mmner_data.models.data import Collator, NerExample, to_device
 from mmner_data.models.encoders import EncoderLoadError, pick_device
-from mmner_data.schema import EntitySpan
+from mmner_data.schema import EntitySpan, spans_to_json
 from mmner_data.text.tokenize import tokenize
 
 Progress = Callable[[str, int, int | None], None]
@@ -360,7 +359,7 @@ def write_predictions(
                 (
                     it.post_id,
                     model_version,
-                    json.dumps([s.to_json() for s in p.spans], ensure_ascii=False),
+                    spans_to_json(p.spans),
                     p.score,
                     now,
                 )

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-RecipeOpt = Annotated[
-    Path,
-    typer.Option("--recipe", "-r", help="Recipe YAML; its `filter:` section gives the defaults."),
-]
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="Corpus store folder; overrides the recipe's `store`."),
-]
+from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt, recipe_option
+
+RecipeOpt = recipe_option("filter")
 
 
 def filter_command(
@@ -77,12 +71,8 @@ def filter_command(
             help="Redo the selection and report from stored scores; load no model.",
         ),
     ] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
-    ] = True,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Score every kept post's text against its image with multilingual CLIP; keep the relevant.
 
@@ -93,7 +83,7 @@ def filter_command(
         UserError,
         _open_store,
         console,
-        open_recipe,
+        load_stage_recipe,
         out,
         progress_bars,
         user_errors,
@@ -113,7 +103,8 @@ def filter_command(
         "threshold": threshold,
         "keep_top": keep_top,
     }
-    with user_errors(), open_recipe(recipe) as rcp:
+    with user_errors():
+        rcp = load_stage_recipe(recipe)
         settings = build_filter_settings(rcp.filter, overrides)
         with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
             try:
