@@ -8,7 +8,7 @@
 #    on the train split's texts only, and a CLIP vision tower (2 layers, width 64, 64 px);
 # 3. train 2m-ner, text-crf and text-linear the same way (same encoders, data, split, settings);
 # 4. evaluate each on the validation and test splits (reports under WORK_DIR/store/reports).
-# The 2m-ner model of the first seed is copied to baseline_models/mmner-tiny-2m-ner.
+# The 2m-ner model of the first seed is copied to mmner_data/bundled_models/mmner-tiny-2m-ner (package data).
 set -euo pipefail
 WORK=${1:-runs/baseline}
 SEEDS=${2:-13}
@@ -42,7 +42,7 @@ for seed in $SEEDS; do
 done
 
 first=${SEEDS%% *}
-dest="$HERE/mmner-tiny-2m-ner"
+dest="$HERE/../mmner_data/bundled_models/mmner-tiny-2m-ner"
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
 cp -r "$WORK/models/2m-ner-s$first"/{config.json,labels.json,model.safetensors,tokenizer,text_encoder,image_encoder,training_args.json,training_log.json} "$dest.tmp/"
 cp "$WORK/reports/evaluate_2m-ner-s${first}_"{validation,test}.{json,md,png} "$dest.tmp/"

@@ -5,7 +5,7 @@ photographs shipped with scikit-image (resized to 400–900 px, like collected i
 model with random weights from an open_clip config (no download; speed does not depend on the
 weights). Then, at the same batch size, device, precision and torch thread count:
 
-* end to end: ``mmner_data.relevance.scoring.score_pairs`` — the DataLoader that
+* end to end: ``mmner_data.filter.scoring.score_pairs`` — the DataLoader that
   decodes and preprocesses in worker processes, the forward, and one transaction per batch;
 * bare forward: ``ClipScorer.score`` over tensors decoded and preprocessed beforehand.
 
@@ -109,7 +109,7 @@ def build_store(root: Path, n: int, seed: int = 0):
 def make_scorer(size: str, device: str, precision: str):
     import open_clip
 
-    from mmner_data.relevance.model import ClipScorer, ModelSpec, pick_autocast, pick_device
+    from mmner_data.filter.model import ClipScorer, ModelSpec, pick_autocast, pick_device
 
     dev = pick_device(device)
     cfg = SIZES[size]
@@ -130,7 +130,7 @@ def make_scorer(size: str, device: str, precision: str):
 
 def predecode(scorer, pairs):
     """Images decoded and preprocessed, texts tokenised: the bare forward's input."""
-    from mmner_data.relevance.scoring import load_rgb
+    from mmner_data.filter.scoring import load_rgb
 
     images = torch.stack([scorer.preprocess(load_rgb(p.image_path)) for p in pairs])
     tokens = scorer.tokenizer([p.text for p in pairs])
@@ -166,10 +166,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
     args = ap.parse_args()
 
-    from mmner_data.relevance.model import quiet_tokenizers_in_workers
-    from mmner_data.relevance.scoring import model_threads as scoring_threads
-    from mmner_data.relevance.scoring import pending_pairs, score_pairs
-    from mmner_data.relevance.settings import FilterSettings
+    from mmner_data.filter.model import quiet_tokenizers_in_workers
+    from mmner_data.filter.scoring import model_threads as scoring_threads
+    from mmner_data.filter.scoring import pending_pairs, score_pairs
+    from mmner_data.filter.settings import FilterSettings
 
     scorer = make_scorer(args.size, args.device, args.precision)
     workers = FilterSettings(num_workers=args.num_workers).resolved_workers(scorer.device.type)

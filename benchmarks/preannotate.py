@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def collect_sample(dest: Path) -> Path:
-    from mmner_data.cli import open_recipe
+    from mmner_data.recipes import open_recipe
     from mmner_data.collect.pipeline import run_collect
     from mmner_data.store import CorpusStore
 
@@ -111,7 +111,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from mmner_data.models.inference import load_predictor, run_preannotate, select_items
+    from mmner_data.preannotate.predict import load_predictor, run_preannotate, select_items
     from mmner_data.store import CorpusStore
 
     hf_logging.disable_progress_bar()

@@ -18,12 +18,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mmner_data.errors import MmnerError
 from mmner_data.schema import TARGET_LANGS
 
 SAMPLE_DATA_DIR = (Path(__file__).parent / "sample" / "data").resolve()
 
 
-class RecipeError(ValueError):
+class RecipeError(MmnerError):
     """A recipe that cannot be used; the message says which key and why."""
 
 

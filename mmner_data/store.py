@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mmner_data.errors import MmnerError
 from mmner_data.schema import Drop, Image
 
 DB_NAME = "corpus.sqlite"
@@ -198,7 +199,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(RuntimeError):
+class StoreError(MmnerError):
     """The store cannot be opened or is in a state this version does not understand."""
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mmner_data.cli import app
 from mmner_data.models.config import ModelConfig, bio_labels
-from mmner_data.models.inference import run_preannotate
+from mmner_data.preannotate.predict import run_preannotate
 from mmner_data.models.model import NerModel
 from mmner_data.models.scratch import write_text_encoder, write_vision_encoder
 from mmner_data.sample import load_sample_posts

@@ -25,16 +25,16 @@ from PIL import Image as PILImage  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from mmner_data.config import RecipeError  # noqa: E402
-from mmner_data.relevance.model import load_scorer, resolve_model  # noqa: E402
-from mmner_data.relevance.pipeline import run_filter  # noqa: E402
-from mmner_data.relevance.scoring import pending_pairs, score_pairs  # noqa: E402
-from mmner_data.relevance.select import (  # noqa: E402
+from mmner_data.filter.model import load_scorer, resolve_model  # noqa: E402
+from mmner_data.filter.pipeline import run_filter  # noqa: E402
+from mmner_data.filter.scoring import pending_pairs, score_pairs  # noqa: E402
+from mmner_data.filter.select import (  # noqa: E402
     ScoredPost,
     SelectionError,
     apply_selection,
     select,
 )
-from mmner_data.relevance.settings import (  # noqa: E402
+from mmner_data.filter.settings import (  # noqa: E402
     build_filter_settings,
     parse_lang_values,
 )
@@ -333,7 +333,7 @@ def test_broken_image_in_a_batch_is_recorded_and_skipped(tmp_path, tiny):
 @pytest.fixture(scope="module")
 def cli_app():
     from mmner_data.cli import app
-    from mmner_data.relevance.command import filter_command
+    from mmner_data.filter.command import filter_command
 
     if not any(c.name == "filter" for c in app.registered_commands):
         app.command("filter")(filter_command)

@@ -8,7 +8,7 @@ from export_helpers import SAMPLE_RECIPE, insert_predictions
 from typer.testing import CliRunner
 
 from mmner_data.cli import app
-from mmner_data.export.run import STAGES, run_pipeline
+from mmner_data.pipeline import STAGES, run_pipeline
 from mmner_data.store import CorpusStore
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mmner_data.cli import app
 from mmner_data.export.pipeline import run_export
 from mmner_data.export.settings import build_export_settings
-from mmner_data.export.stats import compute_stats, rows, write_stats
+from mmner_data.stats import compute_stats, rows, write_stats
 from mmner_data.store import CorpusStore, utcnow
 
 

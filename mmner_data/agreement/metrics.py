@@ -31,6 +31,8 @@ from typing import Any, Literal
 import krippendorff
 import numpy as np
 
+from mmner_data.errors import MmnerError
+
 Mode = Literal["bio", "type"]
 Match = Literal["exact", "partial"]
 MODES: tuple[Mode, ...] = ("bio", "type")
@@ -51,7 +53,7 @@ NO_SPANS_NOTE = "no entity spans from either side: F1 undefined"
 _BIO = re.compile(r"^([BI])-(\S.*)$")
 
 
-class AgreementError(ValueError):
+class AgreementError(MmnerError):
     """Agreement cannot be computed on these inputs; the message is one line and names why."""
 
 

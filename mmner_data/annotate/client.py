@@ -18,13 +18,15 @@ from typing import Any
 
 import httpx
 
+from mmner_data.errors import MmnerError
+
 log = logging.getLogger(__name__)
 
 # Listing tasks: large pages keep a 10k-task project to a few requests.
 LIST_PAGE_SIZE = 1000
 
 
-class LabelStudioError(RuntimeError):
+class LabelStudioError(MmnerError):
     """A Label Studio call failed; the message is one line and names the server."""
 
 

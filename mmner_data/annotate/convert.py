@@ -34,6 +34,7 @@ import itertools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from mmner_data.errors import MmnerError
 from mmner_data.text.tokenize import Token
 
 __all__ = [
@@ -69,11 +70,11 @@ class Span:
         return text[self.start : self.end]
 
 
-class SpanError(ValueError):
+class SpanError(MmnerError):
     """A span that cannot be converted: out of range, empty, off-token, unknown label, overlap."""
 
 
-class TagError(ValueError):
+class TagError(MmnerError):
     """A malformed tag or an invalid tag sequence."""
 
 

@@ -21,6 +21,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmner_data.errors import MmnerError
+
 FROM_NAME = "label"
 TO_NAME = "text"
 KINDS = ("annotate", "review")
@@ -54,7 +56,7 @@ _REVIEW = """<View>
 TEMPLATES = {"annotate": _ANNOTATE, "review": _REVIEW}
 
 
-class LabelConfigError(ValueError):
+class LabelConfigError(MmnerError):
     """A label config (template) that push/pull cannot use."""
 
 

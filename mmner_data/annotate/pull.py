@@ -27,6 +27,7 @@ from mmner_data.annotate.convert import Span, SpanError, align_to_text, snap_spa
 from mmner_data.annotate.label_config import FROM_NAME
 from mmner_data.annotate.push import QUEUES, project_title
 from mmner_data.annotate.settings import AnnotateSettings
+from mmner_data.errors import MmnerError
 from mmner_data.store import CorpusStore, atomic_write_text, utcnow
 from mmner_data.text.tokenize import tokenize
 
@@ -34,7 +35,7 @@ Progress = Callable[[str, int, int | None], None]
 ORIGINS = {"annotate": "label-studio", "review": "label-studio-review"}
 
 
-class PullError(RuntimeError):
+class PullError(MmnerError):
     """A pull that cannot go on; one line, the store is unchanged."""
 
 

@@ -28,6 +28,7 @@ from mmner_data.annotate.label_config import (
     render_label_config,
 )
 from mmner_data.annotate.settings import AnnotateSettings
+from mmner_data.errors import MmnerError
 from mmner_data.schema import EntitySpan, spans_from_json
 from mmner_data.store import CorpusStore, utcnow
 
@@ -38,7 +39,7 @@ REVIEW_SUFFIX = " — review"
 QUEUES = ("annotate", "review")
 
 
-class PushError(RuntimeError):
+class PushError(MmnerError):
     """A push that cannot go on; one line, the store stays consistent."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mmner_data.config import Recipe
+from mmner_data.errors import MmnerError
 from mmner_data.export.card import card_stats, read_agreement, render_card
 from mmner_data.export.gold import LabelledPost, LabelSelection, select_labels
 from mmner_data.export.records import ExportRecord, RecordError, bio_names, build_record
@@ -29,7 +30,7 @@ MANIFEST = "export.json"
 TWITTER_DIR = "twitter2015"
 
 
-class ExportError(RuntimeError):
+class ExportError(MmnerError):
     """Nothing to export, or a destination that is not ours to replace."""
 
 

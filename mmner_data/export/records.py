@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmner_data.annotate.convert import Span, SpanError, spans_to_tags, tags_to_spans
+from mmner_data.errors import MmnerError
 from mmner_data.export.gold import LabelledPost
 from mmner_data.export.pseudonymise import pseudonymise
 from mmner_data.text.tokenize import Token, tokenize
@@ -53,7 +54,7 @@ class ExportRecord:
         return tags_to_spans(self.tokens, self.tags)
 
 
-class RecordError(ValueError):
+class RecordError(MmnerError):
     """A post whose labels cannot be turned into tags (overlaps, unknown label)."""
 
 

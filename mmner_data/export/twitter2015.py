@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmner_data.errors import MmnerError
 from mmner_data.export.records import ExportRecord
 
 FILES: dict[str, str] = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
@@ -33,7 +34,7 @@ class Sentence:
     tags: tuple[str, ...]
 
 
-class Twitter2015Error(ValueError):
+class Twitter2015Error(MmnerError):
     """A file that does not follow the layout; the message names file and line."""
 
 

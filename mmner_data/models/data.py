@@ -30,12 +30,14 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from mmner_data.errors import MmnerError
+
 DEFAULT_SPLITS = (0.7, 0.15, 0.15)
 SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_TYPE_ORDER = ("PER", "ORG", "LOC", "MISC")
 
 
-class DataError(ValueError):
+class DataError(MmnerError):
     """The data cannot be used for training/evaluation; the message says why."""
 
 

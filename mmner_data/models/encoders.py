@@ -22,13 +22,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mmner_data.errors import MmnerError
+
 TEXT_DIR = "text_encoder"
 TOKENIZER_DIR = "tokenizer"
 IMAGE_DIR = "image_encoder"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(MmnerError):
     """An encoder cannot be loaded; the message says which and why."""
 
 
@@ -187,7 +189,7 @@ def _processor_stats(name_or_path: str) -> tuple[list[float], list[float]]:
 def _build_open_clip(name_or_path: str, pretrained: str | None) -> tuple[ImageEncoder, ImageInfo]:
     import open_clip
 
-    from mmner_data.relevance.model import ModelLoadError, resolve_model
+    from mmner_data.filter.model import ModelLoadError, resolve_model
 
     try:
         spec = resolve_model(name_or_path, pretrained)

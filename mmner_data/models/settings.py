@@ -7,22 +7,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mmner_data.config import RecipeError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_NAME = "mmner-tiny-2m-ner"
-BUNDLED_MODEL = REPO_ROOT / "baseline_models" / BUNDLED_NAME
+from mmner_data.stage import build_settings as _build
 
 
 def _device(v: str) -> str:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
         raise ValueError("use auto, cpu, cuda, cuda:N or mps")
     return v
+
+
+S = TypeVar("S", bound=BaseModel)
 
 
 class _Settings(BaseModel):
@@ -74,43 +72,8 @@ class TrainSettings(_Settings):
         return v
 
 
-class PreannotateSettings(_Settings):
-    """Settings of ``mmner-data preannotate`` (the recipe's ``preannotate:`` section)."""
-
-    model: str = Field(
-        default=str(BUNDLED_MODEL),
-        description="an mmner-data model folder, or any HF token-classification name/folder",
-    )
-    batch_size: int = Field(default=32, ge=1)
-    device: str = "auto"
-    label_map: dict[str, str] = Field(
-        default_factory=dict, description="model label → recipe entity type (e.g. PERSON: PER)"
-    )
-    overwrite: bool = False
-
-    @field_validator("device")
-    @classmethod
-    def _dev(cls, v: str) -> str:
-        return _device(v)
-
-
-S = TypeVar("S", bound=_Settings)
-
-
 def build_settings(
     cls: type[S], section_name: str, section: Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> S:
-    """Validate a recipe section with the non-None ``overrides`` on top; errors name the key."""
-    merged = dict(section)
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return cls.model_validate(merged)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in (section_name, *err["loc"]))
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling)"
-            msgs.append(f"{loc}: {msg}")
-        raise RecipeError("invalid settings: " + "; ".join(msgs)) from None
+    """Validate a recipe section with CLI overrides (see :func:`mmner_data.stage.build_settings`)."""
+    return _build(cls, section_name, section, overrides)

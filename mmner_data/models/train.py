@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmner_data.errors import MmnerError
 from mmner_data.models.config import ModelConfig, bio_labels, is_checkpoint
 from mmner_data.models.data import Collator, NerExample, load_splits, to_device
 from mmner_data.models.encoders import pick_device
@@ -35,7 +36,7 @@ STATE_NAME = "trainer_state.pt"
 CKPT_DIR = "checkpoints"
 
 
-class TrainError(ValueError):
+class TrainError(MmnerError):
     """Training cannot start or resume; the message says why."""
 
 

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mmner_data.errors import MmnerError
 from mmner_data.schema import Drop, Post
 
 
-class SourceError(RuntimeError):
+class SourceError(MmnerError):
     """A source cannot go on (bad URL, bad token, retries exhausted); the message is one line."""
 
 

@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmner_data.relevance.scoring import PAIRS_SQL, REASON_IMAGE_UNREADABLE, STAGE
-from mmner_data.relevance.settings import LangValues, value_for
+from mmner_data.errors import MmnerError
+from mmner_data.filter.scoring import PAIRS_SQL, REASON_IMAGE_UNREADABLE, STAGE
+from mmner_data.filter.settings import LangValues, value_for
 from mmner_data.schema import Drop, DropReason
 from mmner_data.store import CorpusStore, utcnow
 
@@ -37,7 +38,7 @@ NO_IMAGE = "no_image"
 IMAGE_UNREADABLE = "image_unreadable"
 
 
-class SelectionError(ValueError):
+class SelectionError(MmnerError):
     """Selection cannot run (for instance: pairs still lack a score for the model)."""
 
 

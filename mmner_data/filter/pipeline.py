@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmner_data.relevance.model import (
+from mmner_data.filter.model import (
     ClipScorer,
     load_scorer,
     quiet_tokenizers_in_workers,
     resolve_model,
 )
-from mmner_data.relevance.report import write_filter_report
-from mmner_data.relevance.scoring import ScoreSummary, pending_pairs, score_pairs
-from mmner_data.relevance.select import SelectionSummary, apply_selection
-from mmner_data.relevance.settings import FilterSettings
+from mmner_data.filter.report import write_filter_report
+from mmner_data.filter.scoring import ScoreSummary, pending_pairs, score_pairs
+from mmner_data.filter.select import SelectionSummary, apply_selection
+from mmner_data.filter.settings import FilterSettings
 from mmner_data.store import CorpusStore
 
 

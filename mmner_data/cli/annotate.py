@@ -7,7 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
-from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt, recipe_option
+from mmner_data.cli._util import (
+    JsonOpt,
+    ProgressOpt,
+    StoreOpt,
+    UserError,
+    console,
+    load_stage_recipe,
+    open_store,
+    out,
+    progress_bars,
+    recipe_option,
+    user_errors,
+)
 
 annotate_app = typer.Typer(
     help="Label Studio: push tasks (with pre-annotations), pull annotations.",
@@ -125,14 +137,6 @@ def push_command(
     from mmner_data.annotate.label_config import LabelConfigError
     from mmner_data.annotate.push import PushError, run_push
     from mmner_data.annotate.settings import build_annotate_settings
-    from mmner_data.cli import (
-        UserError,
-        _open_store,
-        load_stage_recipe,
-        out,
-        progress_bars,
-        user_errors,
-    )
 
     overrides: dict[str, Any] = {
         "project": project,
@@ -149,7 +153,7 @@ def push_command(
         rcp = load_stage_recipe(recipe)
         settings = build_annotate_settings(rcp.annotate, overrides)
         client = _connect(settings)
-        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+        with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
             run_id = None if dry_run else st.start_run("annotate-push", {"queue": queue})
             try:
                 result = run_push(
@@ -212,37 +216,24 @@ def pull_command(
 
     Re-pulls rewrite only annotations whose updated_at changed. Writes reports/annotate_pull.*.
     """
-    from mmner_data.annotate.client import LabelStudioError
-    from mmner_data.annotate.pull import PullError, run_pull
+    from mmner_data.annotate.pull import run_pull
     from mmner_data.annotate.settings import build_annotate_settings
-    from mmner_data.cli import (
-        UserError,
-        _open_store,
-        console,
-        load_stage_recipe,
-        out,
-        progress_bars,
-        user_errors,
-    )
 
     with user_errors():
         rcp = load_stage_recipe(recipe)
         settings = build_annotate_settings(rcp.annotate, {"project": project, "snap": snap})
         client = _connect(settings)
-        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-            try:
-                result = run_pull(
-                    st,
-                    client,
-                    settings,
-                    rcp.entity_types,
-                    recipe_name=rcp.name,
-                    queue=queue,
-                    dry_run=dry_run,
-                    progress=bar,
-                )
-            except (LabelStudioError, PullError) as exc:
-                raise UserError(str(exc)) from None
+        with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+            result = run_pull(
+                st,
+                client,
+                settings,
+                rcp.entity_types,
+                recipe_name=rcp.name,
+                queue=queue,
+                dry_run=dry_run,
+                progress=bar,
+            )
         if json_out:
             out.print_json(json.dumps(result.to_dict()))
             return

@@ -8,7 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt
+from mmner_data.cli._util import (
+    JsonOpt,
+    ProgressOpt,
+    StoreOpt,
+    UserError,
+    console,
+    load_stage_recipe,
+    out,
+    progress_bars,
+    user_errors,
+)
 
 
 def agreement_command(
@@ -125,17 +135,8 @@ def agreement_command(
     Reads submitted annotations from the store (or a Label Studio JSON export), writes
     agreement.json/.md and two PNGs, and majority-votes a gold layer with a review queue.
     """
-    from mmner_data.agreement.metrics import AgreementError
     from mmner_data.agreement.pipeline import run_agreement, run_on_export
     from mmner_data.agreement.settings import build_agreement_settings
-    from mmner_data.cli import (
-        UserError,
-        console,
-        load_stage_recipe,
-        out,
-        progress_bars,
-        user_errors,
-    )
     from mmner_data.store import CorpusStore
 
     overrides: dict[str, Any] = {
@@ -167,18 +168,15 @@ def agreement_command(
             entity_types=rcp.entity_types if rcp else None,
         )
         with progress_bars(progress and not json_out) as bar:
-            try:
-                if from_export is not None:
-                    target = settings.out_dir or from_export.parent / "reports"
-                    result = run_on_export(from_export, settings, target, bar, dry_run=dry_run)
-                else:
-                    root = store or Path(rcp.store)  # type: ignore[union-attr]
-                    if not (root / "corpus.sqlite").exists():
-                        raise UserError(f"no corpus store at {root} (run `mmner-data collect`)")
-                    with CorpusStore(root) as st:
-                        result = run_agreement(st, settings, bar, dry_run=dry_run)
-            except AgreementError as exc:
-                raise UserError(f"agreement: {exc}") from None
+            if from_export is not None:
+                target = settings.out_dir or from_export.parent / "reports"
+                result = run_on_export(from_export, settings, target, bar, dry_run=dry_run)
+            else:
+                root = store or Path(rcp.store)  # type: ignore[union-attr]
+                if not (root / "corpus.sqlite").exists():
+                    raise UserError(f"no corpus store at {root} (run `mmner-data collect`)")
+                with CorpusStore(root) as st:
+                    result = run_agreement(st, settings, bar, dry_run=dry_run)
         summary = result.to_dict()
         if json_out:
             out.print_json(json.dumps(summary))

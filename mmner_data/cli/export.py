@@ -1,4 +1,4 @@
-"""The ``mmner-data export|run|stats`` commands (registered by ``mmner_data.cli``)."""
+"""``mmner-data export``: HF DatasetDict, Twitter-2015 layout, dataset card."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt, recipe_option
+from mmner_data.cli._util import (
+    JsonOpt,
+    ProgressOpt,
+    StoreOpt,
+    UserError,
+    console,
+    load_stage_recipe,
+    open_store,
+    progress_bars,
+    recipe_option,
+    user_errors,
+)
+from mmner_data.cli._util import out as stdout
 
 RecipeOpt = recipe_option("export")
 
@@ -81,17 +93,6 @@ def export_command(
     Gold from adjudication, else --annotator, else (--include-silver) pre-annotations; text
     pseudonymised; splits stratified by language and entity types, duplicates never split.
     """
-    from mmner_data.cli import (
-        UserError,
-        _open_store,
-        console,
-        load_stage_recipe,
-        progress_bars,
-        user_errors,
-    )
-    from mmner_data.cli import (
-        out as stdout,
-    )
     from mmner_data.export.pipeline import ExportError, run_export
     from mmner_data.export.settings import build_export_settings, parse_splits
 
@@ -115,7 +116,7 @@ def export_command(
         text = recipe.read_text(encoding="utf-8") if recipe.exists() else None
         rcp = load_stage_recipe(recipe)
         settings = build_export_settings(rcp.export, overrides)
-        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+        with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
             try:
                 result = run_export(
                     st,
@@ -163,129 +164,3 @@ def _print_export(out: Any, data: dict[str, Any]) -> None:
         out.print(f"pushed: {data['hub_url']}")
     if not data["dry_run"]:
         out.print(f"export: {data['out']}")
-
-
-def run_command(
-    recipe: RecipeOpt,
-    store: StoreOpt = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Export folder (default: export.out or <store>/exports/…)."),
-    ] = None,
-    skip: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--skip",
-            help="Skip a stage (repeatable): collect, filter, preannotate, annotate, "
-            "agreement, export, stats.",
-        ),
-    ] = None,
-    include_silver: Annotated[
-        bool | None,
-        typer.Option(
-            "--include-silver/--no-silver",
-            help="Export pre-annotations where there is no gold (default: yes when annotation "
-            "is skipped).",
-        ),
-    ] = None,
-    json_out: JsonOpt = False,
-    progress: ProgressOpt = True,
-) -> None:
-    """Run every stage in order on the recipe (collect → … → export); rerun to resume."""
-    from mmner_data.cli import UserError, console, progress_bars, user_errors
-    from mmner_data.cli import out as stdout
-    from mmner_data.export.run import run_pipeline
-
-    with user_errors():
-        if not recipe.exists():
-            raise UserError(f"recipe not found: {recipe}")
-        with progress_bars(progress and not json_out) as bar:
-            try:
-                result = run_pipeline(
-                    recipe,
-                    store,
-                    progress=bar,
-                    skip=skip or (),
-                    export_out=out,
-                    include_silver=include_silver,
-                )
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
-        data = result.to_dict()
-        if json_out:
-            stdout.print_json(json.dumps(data, default=str))
-        else:
-            _print_run(stdout, data)
-        failed = result.failed
-        if failed is not None:
-            raise UserError(f"stage {failed.stage} failed: {failed.detail}")
-        if result.export_path is None:
-            console.print("[yellow]no export was written[/]")
-        elif not json_out:
-            stdout.print(f"export: {result.export_path}")
-
-
-def _print_run(out: Any, data: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    style = {"done": "green", "skipped": "yellow", "failed": "bold red"}
-    table = Table(title=f"mmner-data run — store {data['store']}")
-    for col in ("stage", "status", "seconds", "detail"):
-        table.add_column(col, justify="right" if col == "seconds" else "left")
-    for s in data["stages"]:
-        detail = s["detail"] or _brief(s["summary"])
-        table.add_row(
-            s["stage"], f"[{style[s['status']]}]{s['status']}[/]", f"{s['seconds']:.1f}", detail
-        )
-    out.print(table)
-
-
-def _brief(summary: dict[str, Any]) -> str:
-    parts = []
-    for k, v in summary.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{a} {b}" for a, b in v.items() if not isinstance(b, dict | list))
-        elif isinstance(v, list):
-            v = f"{len(v)} file(s)"
-        if v not in ("", None):
-            parts.append(f"{k}: {v}")
-    return "; ".join(parts)[:120]
-
-
-def stats_command(
-    recipe: RecipeOpt,
-    store: StoreOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Counts per stage, language and reason (kept, dropped and why, labelled, exported).
-
-    Writes reports/stats.json, stats.md and stats.png in the store.
-    """
-    from rich.table import Table
-
-    from mmner_data.cli import UserError, load_stage_recipe, user_errors
-    from mmner_data.cli import out as stdout
-    from mmner_data.export.stats import compute_stats, rows, write_stats
-    from mmner_data.store import DB_NAME, CorpusStore
-
-    with user_errors():
-        rcp = load_stage_recipe(recipe)
-        root = store or Path(rcp.store)
-        if not (root / DB_NAME).exists():
-            raise UserError(f"no store at {root} (run `mmner-data collect` first)")
-        with CorpusStore(root) as st:
-            stats = compute_stats(st)
-            paths = write_stats(st, stats)
-        if json_out:
-            stdout.print_json(json.dumps({**stats, "files": [str(p) for p in paths]}))
-            return
-        table = Table(title="mmner-data stats")
-        for col in ("stage", "item", *stats["languages"], "total"):
-            table.add_column(col, justify="left" if col in ("stage", "item") else "right")
-        last = None
-        for row in rows(stats):
-            stage = row[0] if row[0] != last else ""
-            last = row[0]
-            table.add_row(stage, *[str(x) for x in row[1:]])
-        stdout.print(table)
-        stdout.print("report: " + ", ".join(str(p) for p in paths))

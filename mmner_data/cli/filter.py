@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from mmner_data.cli_options import JsonOpt, ProgressOpt, StoreOpt, recipe_option
+from mmner_data.cli._util import (
+    JsonOpt,
+    ProgressOpt,
+    StoreOpt,
+    console,
+    load_stage_recipe,
+    open_store,
+    out,
+    progress_bars,
+    recipe_option,
+    user_errors,
+)
 
 RecipeOpt = recipe_option("filter")
 
@@ -79,19 +90,8 @@ def filter_command(
     Scores are stored per pair and model, so a new threshold (--select-only) needs no rescoring;
     posts without an image are kept and flagged no_image. Writes reports/filter_report.*.
     """
-    from mmner_data.cli import (
-        UserError,
-        _open_store,
-        console,
-        load_stage_recipe,
-        out,
-        progress_bars,
-        user_errors,
-    )
-    from mmner_data.relevance.model import ModelLoadError
-    from mmner_data.relevance.pipeline import run_filter
-    from mmner_data.relevance.select import SelectionError
-    from mmner_data.relevance.settings import build_filter_settings
+    from mmner_data.filter.pipeline import run_filter
+    from mmner_data.filter.settings import build_filter_settings
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -106,11 +106,8 @@ def filter_command(
     with user_errors():
         rcp = load_stage_recipe(recipe)
         settings = build_filter_settings(rcp.filter, overrides)
-        with _open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-            try:
-                result = run_filter(st, settings, select_only=select_only, progress=bar)
-            except (ModelLoadError, SelectionError) as exc:
-                raise UserError(str(exc)) from None
+        with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
+            result = run_filter(st, settings, select_only=select_only, progress=bar)
         if json_out:
             out.print_json(json.dumps(result.to_dict()))
             return

@@ -140,10 +140,10 @@ class _Pipeline:
                 "no `filter:` section in the recipe (CLIP scores left empty); add one with a "
                 "model to score text-image relevance"
             )
-        pipeline = _available("mmner_data.relevance.pipeline")
-        from mmner_data.relevance.model import ModelLoadError
-        from mmner_data.relevance.select import SelectionError
-        from mmner_data.relevance.settings import build_filter_settings
+        pipeline = _available("mmner_data.filter.pipeline")
+        from mmner_data.filter.model import ModelLoadError
+        from mmner_data.filter.select import SelectionError
+        from mmner_data.filter.settings import build_filter_settings
 
         settings = build_filter_settings(self.recipe.filter, {})
         try:
@@ -154,8 +154,10 @@ class _Pipeline:
         return {"model_id": sel.get("model_id"), "rule": sel.get("rule")}
 
     def preannotate(self) -> dict[str, Any]:
-        inference = _available("mmner_data.models.inference")
-        from mmner_data.models.settings import BUNDLED_MODEL, PreannotateSettings, build_settings
+        inference = _available("mmner_data.preannotate.predict")
+        from mmner_data.bundled import BUNDLED_MODEL
+        from mmner_data.preannotate.settings import PreannotateSettings
+        from mmner_data.stage import build_settings
 
         settings = build_settings(PreannotateSettings, "preannotate", self.recipe.preannotate, {})
         model = settings.model
@@ -261,7 +263,7 @@ class _Pipeline:
         }
 
     def stats(self) -> dict[str, Any]:
-        from mmner_data.export.stats import write_stats
+        from mmner_data.stats import write_stats
 
         return {"files": [str(p) for p in write_stats(self.store)]}
 
@@ -279,7 +281,7 @@ def validate_sections(recipe: Recipe) -> None:
 
     build_export_settings(recipe.export, {})
     checks: list[tuple[dict[str, Any], str, Callable[[Any], Any]]] = [
-        (recipe.filter, "mmner_data.relevance.settings", lambda m: m.build_filter_settings),
+        (recipe.filter, "mmner_data.filter.settings", lambda m: m.build_filter_settings),
         (recipe.annotate, "mmner_data.annotate.settings", lambda m: m.build_annotate_settings),
     ]
     for section, module, getter in checks:
@@ -293,7 +295,8 @@ def validate_sections(recipe: Recipe) -> None:
             build_agreement_settings(recipe.agreement, {}, entity_types=recipe.entity_types)
     if recipe.preannotate:
         with contextlib.suppress(ImportError):
-            from mmner_data.models.settings import PreannotateSettings, build_settings
+            from mmner_data.preannotate.settings import PreannotateSettings
+            from mmner_data.stage import build_settings
 
             build_settings(PreannotateSettings, "preannotate", recipe.preannotate, {})
 
@@ -361,7 +364,7 @@ def run_pipeline(
     on_stage: Callable[[StageOutcome], None] | None = None,
 ) -> RunResult:
     """Open the recipe (starting the sample server if it asks for one) and the store; run."""
-    from mmner_data.cli import open_recipe
+    from mmner_data.recipes import open_recipe
     from mmner_data.store import CorpusStore
 
     path = Path(recipe_path)

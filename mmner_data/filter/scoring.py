@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmner_data.relevance.model import ClipScorer, ModelSpec
+from mmner_data.filter.model import ClipScorer, ModelSpec
 from mmner_data.schema import Drop, DropReason
 from mmner_data.store import CorpusStore, utcnow
 

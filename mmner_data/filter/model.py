@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmner_data.relevance.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from mmner_data.errors import MmnerError
+from mmner_data.filter.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 _PREFERRED_WEIGHTS = (
@@ -39,7 +40,7 @@ _PREFERRED_WEIGHTS = (
 )
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(MmnerError):
     """The model cannot be resolved or loaded; the message says what to pass instead."""
 
 

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from mmner_data.relevance.select import SelectionSummary
+from mmner_data.filter.select import SelectionSummary
 from mmner_data.store import CorpusStore, atomic_write_bytes, atomic_write_text
 
 THUMB = 160

@@ -8,8 +8,8 @@ histograms, contact sheet), ``pipeline`` (the stage), ``command`` (the Typer com
 torch and open_clip are imported only where a model is loaded, so importing this package is cheap.
 """
 
-from mmner_data.relevance.select import Decision, ScoredPost, apply_selection, select
-from mmner_data.relevance.settings import FilterSettings, build_filter_settings, parse_lang_values
+from mmner_data.filter.select import Decision, ScoredPost, apply_selection, select
+from mmner_data.filter.settings import FilterSettings, build_filter_settings, parse_lang_values
 
 __all__ = [
     "Decision",

@@ -1,0 +1,115 @@
+"""``mmner-data preannotate``: model predictions into the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmner_data.cli._util import (
+    DeviceOpt,
+    JsonOpt,
+    ProgressOpt,
+    StoreOpt,
+    load_stage_recipe,
+    open_store,
+    out,
+    progress_bars,
+    quiet_transformers,
+    user_errors,
+)
+
+
+def preannotate_command(
+    recipe: Annotated[
+        Path,
+        typer.Option("--recipe", "-r", help="Recipe YAML; its `preannotate:` section and types."),
+    ],
+    store: StoreOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="mmner-data model folder (default: the bundled baseline_models/"
+            "mmner-tiny-2m-ner) or any HF token-classification name/folder.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Posts per batch (default 32).")
+    ] = None,
+    device: DeviceOpt = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Predict again posts that this model version has done."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the posts to do; load no model.")
+    ] = False,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Write model predictions (spans, per-span confidence, item score) to the store.
+
+    Kept posts (and kept by `filter`, when it ran) without a prediction from this model version;
+    posts without an image are labelled from their text. Ready for `annotate push`.
+    """
+    from mmner_data.preannotate.settings import PreannotateSettings
+    from mmner_data.stage import build_settings
+
+    overrides = {
+        "model": model,
+        "batch_size": batch_size,
+        "device": device,
+        "overwrite": overwrite or None,
+    }
+    with user_errors():
+        rcp = load_stage_recipe(recipe)
+        settings = build_settings(PreannotateSettings, "preannotate", rcp.preannotate, overrides)
+        with open_store(rcp, store) as st:
+            if dry_run:
+                from mmner_data.models.config import is_checkpoint
+                from mmner_data.models.model import checkpoint_version
+                from mmner_data.preannotate.predict import select_items
+
+                folder = Path(settings.model).expanduser()
+                version = checkpoint_version(folder) if is_checkpoint(folder) else settings.model
+                todo = select_items(st, version, overwrite=settings.overwrite)
+                plan = {
+                    "model": settings.model,
+                    "model_version": version,
+                    "posts_to_label": len(todo),
+                    "with_image": sum(it.image is not None for it in todo),
+                    "store": str(st.root),
+                }
+                out.print_json(json.dumps(plan)) if json_out else out.print(plan)
+                return
+            quiet_transformers()
+            from mmner_data.preannotate.predict import run_preannotate
+
+            with progress_bars(progress and not json_out) as bar:
+                summary = run_preannotate(
+                    st,
+                    settings.model,
+                    batch_size=settings.batch_size,
+                    device=settings.device,
+                    progress=bar,
+                    overwrite=settings.overwrite,
+                    entity_types=list(rcp.entity_types),
+                    label_map=settings.label_map,
+                )
+    if json_out:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(
+        f"preannotate {summary['model_version']}: {summary['predicted']} post(s) labelled "
+        f"({summary['with_image']} with image), {summary['spans']} span(s) "
+        f"{summary['spans_by_label']}, {summary['tokens_per_s']:.0f} tokens/s; "
+        f"{summary['total_for_version']} post(s) in the store have this version's predictions"
+    )
+    if summary["unmapped_spans"]:
+        out.print(
+            f"[yellow]{summary['unmapped_spans']} span(s) dropped: label not in the recipe's "
+            "entity_types (see preannotate.label_map)[/]"
+        )

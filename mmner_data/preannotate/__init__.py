@@ -1,0 +1,1 @@
+"""``mmner-data preannotate``: model predictions (spans with confidences) into the store."""
