@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from mmner_data.errors import MmnerError
 from mmner_data.schema import TARGET_LANGS
@@ -26,6 +33,24 @@ SAMPLE_DATA_DIR = (Path(__file__).parent / "sample" / "data").resolve()
 
 class RecipeError(MmnerError):
     """A recipe that cannot be used; the message says which key and why."""
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host (``base_url``, feed ``url``)."""
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{text[:100]!r} is not a URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text[:100]!r} must be an http:// or https:// URL with a host")
+    return text
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Model(BaseModel):
@@ -39,11 +64,14 @@ class _SourceBase(_Model):
     timeout_s: float = Field(default=20.0, gt=0)
     retries: int = Field(default=4, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
+    max_body_bytes: int = Field(
+        default=20 * 2**20, ge=1024, description="cap on one API page / feed / HTML page"
+    )
 
 
 class MastodonSource(_SourceBase):
     type: Literal["mastodon"]
-    base_url: str
+    base_url: HttpUrl
     timeline: str = Field(default="public", description="'public' or 'tag:<hashtag>'")
     local: bool = False
     only_media: bool = False
@@ -53,7 +81,7 @@ class MastodonSource(_SourceBase):
 
 class BlueskySource(_SourceBase):
     type: Literal["bluesky"]
-    base_url: str = "https://public.api.bsky.app"
+    base_url: HttpUrl = "https://public.api.bsky.app"
     query: str
     lang: str | None = None
     page_size: int = Field(default=100, ge=1, le=100)
@@ -62,7 +90,7 @@ class BlueskySource(_SourceBase):
 
 class RssSource(_SourceBase):
     type: Literal["rss"]
-    url: str
+    url: HttpUrl
     text: Literal["summary", "title", "title+summary"] = "summary"
     og_image: bool = False
 
@@ -135,6 +163,30 @@ class ImageSettings(_Model):
     jpeg_quality: int = Field(default=90, ge=50, le=100)
 
 
+class UrlPolicySettings(_Model):
+    """What URLs from crawled content may reach besides public hosts (docs/security.md)."""
+
+    allow_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="non-public hosts media may come from: host names, addresses, CIDR networks "
+        "or origins (http://host:port); each source's own configured origin is always allowed",
+    )
+    local_roots: tuple[str, ...] = Field(
+        default=(),
+        description="extra folders that local (jsonl/csv/hf-folder) sources may read images "
+        "from; the source's own folder is always allowed",
+    )
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _hosts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from mmner_data.collect.urlpolicy import parse_allow_entry
+
+        for entry in v:
+            parse_allow_entry(entry)
+        return v
+
+
 class DedupSettingsModel(_Model):
     exact_text: bool = True
     near_text: bool = True
@@ -160,6 +212,7 @@ class Recipe(_Model):
     text: TextSettings = TextSettings()
     images: ImageSettings = ImageSettings()
     dedup: DedupSettingsModel = DedupSettingsModel()
+    url_policy: UrlPolicySettings = UrlPolicySettings()
     # Sections of later stages are kept as-is here and validated by their own stage.
     filter: dict[str, Any] = Field(default_factory=dict)
     preannotate: dict[str, Any] = Field(default_factory=dict)

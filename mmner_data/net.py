@@ -89,7 +89,6 @@ def parse_ratelimit_reset(value: str | None, cap: float, now: float | None = Non
 # (``trust_env=False``): a proxy would resolve the name itself and defeat the check.
 
 
-
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "mmner_http_deadline", default=None
 )

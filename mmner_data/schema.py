@@ -109,28 +109,39 @@ class Drop:
     detail: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class EntitySpan:
     """A named entity as character offsets ``[start, end)`` into a post's original text.
 
-    ``score`` is a confidence in [0, 1] for model predictions and None for human annotations.
-    Stored as JSON objects ``{"start", "end", "label", "score"?}`` (see :meth:`to_json`).
+    The one span type of the package: pre-annotations, Label Studio annotations, gold and the
+    span ↔ token ↔ BIO converters (:mod:`mmner_data.text.spans`) all use it. An entity is
+    ``(start, end, label)``: equality, hashing and ordering use those three only.
+    ``score`` is a confidence in [0, 1] for model predictions and None for human annotations;
+    ``text`` optionally records the covered text (e.g. the quote an annotation UI sent).
+    Stored as JSON objects ``{"start", "end", "label", "score"?, "text"?}`` (:meth:`to_json`).
     """
 
     start: int
     end: int
     label: str
-    score: float | None = None
+    score: float | None = field(default=None, compare=False)
+    text: str | None = field(default=None, compare=False)
+
+    def text_in(self, text: str) -> str:
+        """The covered substring of ``text``."""
+        return text[self.start : self.end]
 
     def to_json(self) -> dict:
         d: dict = {"start": self.start, "end": self.end, "label": self.label}
         if self.score is not None:
             d["score"] = self.score
+        if self.text is not None:
+            d["text"] = self.text
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> EntitySpan:
-        return cls(int(d["start"]), int(d["end"]), str(d["label"]), d.get("score"))
+        return cls(int(d["start"]), int(d["end"]), str(d["label"]), d.get("score"), d.get("text"))
 
 
 def spans_from_json(raw: str | None) -> tuple[EntitySpan, ...]:

@@ -51,7 +51,7 @@ def build_settings(
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling)"
             msgs.append(f"{loc}: {msg}")
-        raise RecipeError("invalid settings: " + "; ".join(msgs)) from None
+        raise RecipeError("invalid recipe: " + "; ".join(msgs)) from None
 
 
 class Result(Protocol):

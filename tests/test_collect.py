@@ -257,6 +257,8 @@ def _recipe(tmp: Path, sources: list[dict], **images: Any) -> Any:
         "languages": ["en", "fr", "de", "es"],
         "sources": sources,
         "images": {"timeout_s": 0.6, "retries": 1, "backoff_max_s": 2.0, **images},
+        # the local files below name images on the loopback sample server: allowed by name
+        "url_policy": {"allow_hosts": ["127.0.0.1"]},
     }
     return build_recipe(raw, recipe_dir=tmp)
 

@@ -34,6 +34,11 @@ from mmner_data.collect.images import (
     process_image_bytes,
     sniff_format,
 )
+from mmner_data.collect.urlpolicy import UrlPolicy
+
+# These tests exercise fetching itself, on loopback and local files: a policy that allows both.
+# The policy's own refusals are tested in test_urlpolicy.py and test_hostile_server.py.
+LOOPBACK_AND_FILES = UrlPolicy.build(local_roots=["/"], allow_hosts=["127.0.0.1"])
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -214,7 +219,10 @@ def fetch_all(
         results[req.key] = res
 
     stats = fetch_images(
-        [ImageRequest(i, u) for i, u in enumerate(urls)], limits, on_result=on_result
+        [ImageRequest(i, u) for i, u in enumerate(urls)],
+        limits,
+        on_result=on_result,
+        policy=LOOPBACK_AND_FILES,
     )
     assert sorted(results) == list(range(len(urls)))
     return [results[i] for i in range(len(urls))], stats
@@ -639,7 +647,9 @@ def test_mixed_batch_every_good_image_succeeds(
         seen[req.key] = res
 
     limits = ImageLimits(**{**FAST.__dict__, "concurrency": 4, "per_host": 3})
-    stats = fetch_images(requests(), limits, on_result, progress=progressed.append)
+    stats = fetch_images(
+        requests(), limits, on_result, progress=progressed.append, policy=LOOPBACK_AND_FILES
+    )
     assert sorted(seen) == list(range(len(mixed)))
     assert sum(progressed) == len(mixed) == stats.n_total
 
@@ -689,7 +699,7 @@ def test_requests_are_consumed_lazily_and_errors_propagate(
 
     t0 = time.monotonic()
     with pytest.raises(Stop):
-        fetch_images(requests(), FAST, on_result)
+        fetch_images(requests(), FAST, on_result, policy=LOOPBACK_AND_FILES)
     assert time.monotonic() - t0 < 10
     assert consumed["n"] <= 2 * FAST.concurrency + 1
 

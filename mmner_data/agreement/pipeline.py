@@ -40,6 +40,7 @@ from mmner_data.agreement.report import report_paths, write_report
 from mmner_data.agreement.settings import AgreementSettings, parse_time
 from mmner_data.annotate.convert import Span, SpanError, snap_span, spans_to_tags
 from mmner_data.schema import Annotation, EntitySpan, spans_to_json
+from mmner_data.stage import recorded_run
 from mmner_data.store import CorpusStore, atomic_write_text, utcnow
 from mmner_data.text.tokenize import Token, tokenize
 
@@ -613,13 +614,9 @@ def run_agreement(
     loaded = load_from_store(store)
     if dry_run:
         return run_on_loaded(loaded, settings, out_dir=out_dir, store=store, dry_run=True)
-    run_id = store.start_run(STAGE, _settings_dict(settings))
-    try:
+    with recorded_run(store, STAGE, _settings_dict(settings)) as rec:
         result = run_on_loaded(loaded, settings, out_dir=out_dir, store=store, progress=progress)
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {"error": str(exc)})
-        raise
-    store.finish_run(run_id, "ok", result.to_dict())
+        rec.finish(result)
     return result
 
 

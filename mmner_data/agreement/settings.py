@@ -24,9 +24,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmner_data.config import RecipeError
+from mmner_data.stage import build_settings
 
 DEFAULT_ENTITY_TYPES: tuple[str, ...] = ("PER", "ORG", "LOC", "MISC")
 
@@ -124,15 +125,4 @@ def build_agreement_settings(
         )
     if entity_types is not None:
         merged["entity_types"] = tuple(entity_types)
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return AgreementSettings.model_validate(merged)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in ("agreement", *err["loc"]))
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling)"
-            msgs.append(f"{loc}: {msg}")
-        raise RecipeError("invalid recipe: " + "; ".join(msgs)) from None
+    return build_settings(AgreementSettings, "agreement", merged, overrides or {})

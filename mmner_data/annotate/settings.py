@@ -13,9 +13,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmner_data.config import RecipeError
+from mmner_data.stage import build_settings
 
 ImageMode = Literal["local-files", "url", "none"]
 
@@ -106,16 +107,4 @@ def build_annotate_settings(
 
     Overrides whose value is None are ignored. Errors name the key (``annotate.<key>: …``).
     """
-    merged = dict(section)
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return AnnotateSettings.model_validate(merged)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in ("annotate", *err["loc"]))
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling)"
-            msgs.append(f"{loc}: {msg}")
-        raise RecipeError("invalid recipe: " + "; ".join(msgs)) from None
+    return build_settings(AnnotateSettings, "annotate", section, overrides or {})

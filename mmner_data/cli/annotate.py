@@ -11,7 +11,6 @@ from mmner_data.cli._util import (
     JsonOpt,
     ProgressOpt,
     StoreOpt,
-    UserError,
     console,
     load_stage_recipe,
     open_store,
@@ -47,17 +46,6 @@ DryRunOpt = Annotated[
     bool,
     typer.Option("--dry-run", help="Connect and count what would change; write nothing anywhere."),
 ]
-
-
-def _connect(settings: Any) -> Any:
-    from mmner_data.annotate.client import LSClient
-
-    return LSClient(
-        settings.resolved_url(),
-        settings.resolved_api_key(),
-        api_key_env=settings.api_key_env,
-        timeout=settings.timeout_s,
-    )
 
 
 @annotate_app.command("push")
@@ -133,10 +121,7 @@ def push_command(
     imported again. URL and API key come from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (or the
     variables the recipe's annotate section names).
     """
-    from mmner_data.annotate.client import LabelStudioError
-    from mmner_data.annotate.label_config import LabelConfigError
-    from mmner_data.annotate.push import PushError, run_push
-    from mmner_data.annotate.settings import build_annotate_settings
+    from mmner_data.annotate.stage import push
 
     overrides: dict[str, Any] = {
         "project": project,
@@ -151,28 +136,11 @@ def push_command(
     }
     with user_errors():
         rcp = load_stage_recipe(recipe)
-        settings = build_annotate_settings(rcp.annotate, overrides)
-        client = _connect(settings)
+        settings = push.settings(
+            rcp, {**overrides, "queue": queue, "limit": limit, "dry_run": dry_run}
+        )
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-            run_id = None if dry_run else st.start_run("annotate-push", {"queue": queue})
-            try:
-                result = run_push(
-                    st,
-                    client,
-                    settings,
-                    rcp.entity_types,
-                    recipe_name=rcp.name,
-                    queue=queue,
-                    limit=limit,
-                    dry_run=dry_run,
-                    progress=bar,
-                )
-            except (LabelStudioError, PushError, LabelConfigError) as exc:
-                if run_id is not None:
-                    st.finish_run(run_id, "failed", {"error": str(exc)})
-                raise UserError(str(exc)) from None
-            if run_id is not None:
-                st.finish_run(run_id, "ok", result.to_dict())
+            result = push.run(st, settings, bar)
         data = result.to_dict()
         if json_out:
             out.print_json(json.dumps(data))
@@ -216,24 +184,14 @@ def pull_command(
 
     Re-pulls rewrite only annotations whose updated_at changed. Writes reports/annotate_pull.*.
     """
-    from mmner_data.annotate.pull import run_pull
-    from mmner_data.annotate.settings import build_annotate_settings
+    from mmner_data.annotate.stage import pull
 
     with user_errors():
         rcp = load_stage_recipe(recipe)
-        settings = build_annotate_settings(rcp.annotate, {"project": project, "snap": snap})
-        client = _connect(settings)
+        overrides = {"project": project, "snap": snap, "queue": queue, "dry_run": dry_run}
+        settings = pull.settings(rcp, overrides)
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-            result = run_pull(
-                st,
-                client,
-                settings,
-                rcp.entity_types,
-                recipe_name=rcp.name,
-                queue=queue,
-                dry_run=dry_run,
-                progress=bar,
-            )
+            result = pull.run(st, settings, bar)
         if json_out:
             out.print_json(json.dumps(result.to_dict()))
             return

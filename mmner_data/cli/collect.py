@@ -21,6 +21,7 @@ from mmner_data.cli._util import (
     open_recipe,
     open_store,
     out,
+    print_json,
     progress_bars,
     user_errors,
 )
@@ -31,7 +32,11 @@ RecipeOpt = Annotated[
 ]
 
 
-def _print_collect(summary: dict[str, Any], report: dict[str, Any], paths: list[Path]) -> None:
+def _print_collect(result: Any, json_out: bool) -> None:
+    if json_out:
+        print_json({"summary": result.summary.to_dict(), "report": result.report})
+        return
+    summary, report, paths = result.summary.to_dict(), result.report, result.report_files
     table = Table(title="collect", show_lines=False)
     table.add_column("language")
     table.add_column("kept", justify="right")
@@ -70,8 +75,7 @@ def collect(
     progress: ProgressOpt = True,
 ) -> None:
     """Crawl sources, identify languages, fetch images safely, deduplicate; resumable."""
-    from mmner_data.collect.pipeline import run_collect
-    from mmner_data.collect.report import build_drop_report, write_drop_report
+    from mmner_data.collect import stage
 
     with user_errors(), open_recipe(recipe) as rcp:
         if dry_run:
@@ -84,35 +88,22 @@ def collect(
             }
             out.print_json(json.dumps(plan)) if json_out else out.print(plan)
             return
+        settings = stage.settings(rcp, {"refresh": refresh, "retry_failed": retry_failed})
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-            summary = run_collect(rcp, st, progress=bar, refresh=refresh, retry_failed=retry_failed)
-            paths = list(write_drop_report(st))
-            report = build_drop_report(st)
-        if json_out:
-            out.print_json(json.dumps({"summary": summary.to_dict(), "report": report}))
-        else:
-            _print_collect(summary.to_dict(), report, paths)
-        if (
-            summary.source_errors
-            and not any(summary.ingested.values())
-            and not report["kept_total"]
-        ):
-            raise fail("no source could be read: " + "; ".join(summary.source_errors.values()))
+            result = stage.run(st, settings, bar)
+        _print_collect(result, json_out)
+        if result.nothing_read:
+            errors = result.summary.source_errors.values()
+            raise fail("no source could be read: " + "; ".join(errors))
 
 
 @app.command()
 def dedup(recipe: RecipeOpt, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Re-run dedup and quotas over the store with the recipe's thresholds (no crawling)."""
-    from mmner_data.collect.pipeline import run_collect
-    from mmner_data.collect.report import build_drop_report, write_drop_report
+    from mmner_data.collect import stage
 
     with user_errors():
         rcp = load_stage_recipe(recipe)
         with open_store(rcp, store) as st:
-            summary = run_collect(rcp, st, skip_crawl=True)
-            paths = list(write_drop_report(st))
-            report = build_drop_report(st)
-        if json_out:
-            out.print_json(json.dumps({"summary": summary.to_dict(), "report": report}))
-        else:
-            _print_collect(summary.to_dict(), report, paths)
+            result = stage.run(st, stage.settings(rcp, {"skip_crawl": True}))
+        _print_collect(result, json_out)

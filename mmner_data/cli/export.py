@@ -93,8 +93,8 @@ def export_command(
     Gold from adjudication, else --annotator, else (--include-silver) pre-annotations; text
     pseudonymised; splits stratified by language and entity types, duplicates never split.
     """
-    from mmner_data.export.pipeline import ExportError, run_export
-    from mmner_data.export.settings import build_export_settings, parse_splits
+    from mmner_data.export import stage
+    from mmner_data.export.settings import parse_splits
 
     with user_errors():
         formats: list[str] | None = None
@@ -115,23 +115,15 @@ def export_command(
         }
         text = recipe.read_text(encoding="utf-8") if recipe.exists() else None
         rcp = load_stage_recipe(recipe)
-        settings = build_export_settings(rcp.export, overrides)
+        extra = {"out": out, "recipe_text": text, "dry_run": dry_run}
+        settings = stage.settings(rcp, {**overrides, **extra})
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
             try:
-                result = run_export(
-                    st,
-                    rcp,
-                    settings,
-                    out=out,
-                    recipe_text=text,
-                    progress=bar,
-                    dry_run=dry_run,
-                )
-            except ExportError as exc:
-                raise UserError(str(exc)) from None
+                result = stage.run(st, settings, bar)
             except Exception as exc:  # hub upload: no token, no network, no rights
-                if settings.push_to_hub and "hub" in type(exc).__module__.lower():
-                    raise UserError(f"push to {settings.push_to_hub} failed: {exc}") from None
+                hub = settings.export.push_to_hub
+                if hub and "hub" in type(exc).__module__.lower():
+                    raise UserError(f"push to {hub} failed: {exc}") from None
                 raise
         data = result.to_dict()
         if json_out:

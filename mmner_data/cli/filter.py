@@ -90,8 +90,7 @@ def filter_command(
     Scores are stored per pair and model, so a new threshold (--select-only) needs no rescoring;
     posts without an image are kept and flagged no_image. Writes reports/filter_report.*.
     """
-    from mmner_data.filter.pipeline import run_filter
-    from mmner_data.filter.settings import build_filter_settings
+    from mmner_data.filter import stage
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -105,9 +104,9 @@ def filter_command(
     }
     with user_errors():
         rcp = load_stage_recipe(recipe)
-        settings = build_filter_settings(rcp.filter, overrides)
+        settings = stage.settings(rcp, {**overrides, "select_only": select_only})
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
-            result = run_filter(st, settings, select_only=select_only, progress=bar)
+            result = stage.run(st, settings, bar)
         if json_out:
             out.print_json(json.dumps(result.to_dict()))
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from mmner_data.cli._util import (
     load_stage_recipe,
     open_store,
     out,
+    print_json,
     progress_bars,
     quiet_transformers,
     user_errors,
@@ -55,8 +55,7 @@ def preannotate_command(
     Kept posts (and kept by `filter`, when it ran) without a prediction from this model version;
     posts without an image are labelled from their text. Ready for `annotate push`.
     """
-    from mmner_data.preannotate.settings import PreannotateSettings
-    from mmner_data.stage import build_settings
+    from mmner_data.preannotate import stage
 
     overrides = {
         "model": model,
@@ -66,41 +65,28 @@ def preannotate_command(
     }
     with user_errors():
         rcp = load_stage_recipe(recipe)
-        settings = build_settings(PreannotateSettings, "preannotate", rcp.preannotate, overrides)
+        settings = stage.settings(rcp, overrides)
+        pre = settings.preannotate
         with open_store(rcp, store) as st:
             if dry_run:
-                from mmner_data.models.config import is_checkpoint
-                from mmner_data.models.model import checkpoint_version
                 from mmner_data.preannotate.predict import select_items
 
-                folder = Path(settings.model).expanduser()
-                version = checkpoint_version(folder) if is_checkpoint(folder) else settings.model
-                todo = select_items(st, version, overwrite=settings.overwrite)
+                version = stage.model_version_of(pre.model)
+                todo = select_items(st, version, overwrite=pre.overwrite)
                 plan = {
-                    "model": settings.model,
+                    "model": pre.model,
                     "model_version": version,
                     "posts_to_label": len(todo),
                     "with_image": sum(it.image is not None for it in todo),
                     "store": str(st.root),
                 }
-                out.print_json(json.dumps(plan)) if json_out else out.print(plan)
+                print_json(plan) if json_out else out.print(plan)
                 return
             quiet_transformers()
-            from mmner_data.preannotate.predict import run_preannotate
-
             with progress_bars(progress and not json_out) as bar:
-                summary = run_preannotate(
-                    st,
-                    settings.model,
-                    batch_size=settings.batch_size,
-                    device=settings.device,
-                    progress=bar,
-                    overwrite=settings.overwrite,
-                    entity_types=list(rcp.entity_types),
-                    label_map=settings.label_map,
-                )
+                summary = stage.run(st, settings, bar).to_dict()
     if json_out:
-        out.print_json(json.dumps(summary))
+        print_json(summary)
         return
     out.print(
         f"preannotate {summary['model_version']}: {summary['predicted']} post(s) labelled "

@@ -7,7 +7,9 @@ Two layers:
   the magic bytes, refuses decompression bombs from the header before decoding, and re-encodes
   every image (EXIF orientation applied, metadata dropped, RGB, long side capped) so that the
   stored bytes are deterministic for the same input. See ``docs/images.md``.
-* :func:`fetch_images` downloads many images concurrently (``asyncio`` + ``httpx.AsyncClient`` on
+* :func:`fetch_images` downloads many images concurrently, every URL judged by the source's URL
+  policy first (``collect/urlpolicy.py``: http(s) only, local files only for local sources,
+  non-public hosts refused and every connection pinned to the checked address), (``asyncio`` + ``httpx.AsyncClient`` on
   a background thread), with streaming size limits, per-host concurrency, retries with
   ``tenacity`` (429 honours ``Retry-After``), and decoding in a thread pool. It is synchronous
   for the caller and calls ``on_result`` in the caller's thread as each image finishes.
@@ -31,8 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from struct import error as struct_error
-from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import urlsplit
 
 import httpx
 import imagehash
@@ -46,7 +47,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from mmner_data.net import parse_retry_after
+from mmner_data.collect.urlpolicy import UrlPolicy, UrlRefused, classify
+from mmner_data.net import guarded_async_client, parse_retry_after
 from mmner_data.schema import Image
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "ImageRequest",
     "ProcessedImage",
     "RejectReason",
+    "UrlPolicy",
     "fetch_images",
     "parse_retry_after",
     "process_image_bytes",
@@ -80,6 +83,7 @@ class RejectReason(StrEnum):
     TOO_SMALL = "too_small"
     UNSUPPORTED_URL = "unsupported_url"
     FILE_NOT_FOUND = "file_not_found"
+    URL_REFUSED = "url_refused"  # the URL policy: local file, non-public host, bad redirect
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,15 @@ class ProcessedImage:
 
 @dataclass(frozen=True)
 class ImageRequest:
-    """One image to fetch: ``key`` is the caller's handle, ``url`` http(s)://, file:// or a path."""
+    """One image to fetch: ``key`` is the caller's handle, ``url`` http(s)://, file:// or a path.
+
+    ``policy`` is the URL policy of the source the URL came from (``None``: the policy given to
+    :func:`fetch_images`).
+    """
 
     key: Hashable
     url: str
+    policy: UrlPolicy | None = None
 
 
 @dataclass
@@ -196,7 +205,7 @@ def _describe_head(head: bytes) -> str:
         return "AVIF/HEIF is not supported"
     if not head:
         return "empty body"
-    return f"unknown magic bytes {head[:8].hex()}"
+    return "no known image signature"  # the bytes themselves are never echoed (local files)
 
 
 def _check_content_type(content_type: str | None) -> None:
@@ -358,31 +367,18 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _classify_url(url: str) -> tuple[str, str]:
-    """("http", url) or ("file", path); raises unsupported_url."""
-    if not isinstance(url, str) or not url.strip():
-        raise ImageRejected(RejectReason.UNSUPPORTED_URL, "empty URL")
-    url = url.strip()
+def _classify_url(url: str, policy: UrlPolicy) -> tuple[str, str]:
+    """("http", url) or ("file", resolved path); raises unsupported_url or url_refused."""
     try:
-        parts = urlsplit(url)
+        return classify(url, policy)
+    except UrlRefused as exc:
+        raise ImageRejected(RejectReason.URL_REFUSED, exc.detail) from None
     except ValueError as exc:
-        raise ImageRejected(RejectReason.UNSUPPORTED_URL, f"invalid URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        if not parts.hostname:
-            raise ImageRejected(RejectReason.UNSUPPORTED_URL, f"no host in {url[:100]}")
-        return "http", url
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ImageRejected(RejectReason.UNSUPPORTED_URL, f"remote file URL {url[:100]}")
-        return "file", url2pathname(unquote(parts.path))
-    if scheme == "" or (len(scheme) == 1 and os.name == "nt"):  # a plain (or Windows) path
-        return "file", url
-    raise ImageRejected(RejectReason.UNSUPPORTED_URL, f"scheme {scheme!r} in {url[:100]}")
+        raise ImageRejected(RejectReason.UNSUPPORTED_URL, str(exc)) from None
 
 
 def _read_local(path: str, limits: ImageLimits) -> bytes:
-    p = Path(path).expanduser()
+    p = Path(path)  # already resolved and checked by the URL policy; "~" is never expanded
     try:
         size = p.stat().st_size
         if not p.is_file():
@@ -416,8 +412,9 @@ _Outcome = tuple[ImageRequest, "ProcessedImage | ImageRejected", _Tally]
 class _Engine:
     """The event loop on a background thread, its HTTP client and the decode pool."""
 
-    def __init__(self, limits: ImageLimits):
+    def __init__(self, limits: ImageLimits, policy: UrlPolicy):
         self.limits = limits
+        self.policy = policy
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, limits.workers or os.cpu_count() or 2),
             thread_name_prefix="mmner-img",
@@ -447,29 +444,44 @@ class _Engine:
         self._sem = asyncio.Semaphore(max(1, lim.concurrency))
         self._host_sems: dict[tuple[str, str, int | None], asyncio.Semaphore] = {}
         self._not_before: dict[tuple[str, str, int | None], float] = {}
-        n = max(1, lim.concurrency)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(lim.timeout_s, connect=lim.connect_timeout_s),
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-            headers={
-                "User-Agent": lim.user_agent,
-                "Accept": "image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8,*/*;q=0.5",
-            },
-            follow_redirects=True,
-            max_redirects=lim.max_redirects,
-        )
-        async with self.client:
+        # One client (one connection pool) per URL policy: a connection opened under one
+        # source's policy is never reused by a request that another policy governs.
+        self._clients: dict[UrlPolicy, httpx.AsyncClient] = {}
+        try:
             self._ready.set()
             await self._stop.wait()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for client in self._clients.values():
+                await client.aclose()
+
+    def _client(self, policy: UrlPolicy) -> httpx.AsyncClient:
+        client = self._clients.get(policy)
+        if client is None:
+            lim = self.limits
+            n = max(1, lim.concurrency)
+            client = guarded_async_client(
+                policy,
+                timeout=httpx.Timeout(lim.timeout_s, connect=lim.connect_timeout_s),
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                headers={
+                    "User-Agent": lim.user_agent,
+                    "Accept": "image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8,*/*;q=0.5",
+                },
+                follow_redirects=True,
+                max_redirects=lim.max_redirects,
+            )
+            self._clients[policy] = client
+        return client
 
     async def _one(self, req: ImageRequest) -> _Outcome:
         tally = _Tally()
         try:
-            kind, target = _classify_url(req.url)
+            policy = req.policy or self.policy
+            kind, target = _classify_url(req.url, policy)
             loop = asyncio.get_running_loop()
             if kind == "file":
                 tally.attempts = 1
@@ -477,7 +489,7 @@ class _Engine:
                 tally.bytes_in = len(data)
                 ctype = None
             else:
-                data, ctype = await self._download(target, tally)
+                data, ctype = await self._download(target, tally, self._client(policy))
             result: ProcessedImage | ImageRejected = await loop.run_in_executor(
                 self.pool, process_image_bytes, data, ctype, self.limits
             )
@@ -497,7 +509,9 @@ class _Engine:
         step = lim.backoff_initial_s * 2 ** (state.attempt_number - 1)
         return min(step + random.uniform(0, lim.backoff_initial_s), lim.backoff_max_s)
 
-    async def _download(self, url: str, tally: _Tally) -> tuple[bytes, str | None]:
+    async def _download(
+        self, url: str, tally: _Tally, client: httpx.AsyncClient
+    ) -> tuple[bytes, str | None]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(0, self.limits.retries) + 1),
             wait=self._wait,
@@ -508,7 +522,7 @@ class _Engine:
             async for attempt in retrying:
                 with attempt:
                     tally.attempts += 1
-                    return await self._attempt(url, tally)
+                    return await self._attempt(url, tally, client)
         except _Retryable as exc:
             n = tally.attempts
             raise ImageRejected(
@@ -516,7 +530,9 @@ class _Engine:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, url: str, tally: _Tally) -> tuple[bytes, str | None]:
+    async def _attempt(
+        self, url: str, tally: _Tally, client: httpx.AsyncClient
+    ) -> tuple[bytes, str | None]:
         lim = self.limits
         parts = urlsplit(url)
         host = (parts.scheme.lower(), (parts.hostname or "").lower(), parts.port)
@@ -527,7 +543,9 @@ class _Engine:
         async with self._sem, host_sem:
             try:
                 async with asyncio.timeout(lim.timeout_s):
-                    return await self._get(url, host, tally)
+                    return await self._get(url, host, tally, client)
+            except UrlRefused as exc:  # this host, or a redirect hop, is not allowed
+                raise ImageRejected(RejectReason.URL_REFUSED, exc.detail) from None
             except TimeoutError:
                 raise _Retryable(
                     RejectReason.TIMEOUT, f"no complete response in {lim.timeout_s}s"
@@ -550,10 +568,10 @@ class _Engine:
                 ) from None
 
     async def _get(
-        self, url: str, host: tuple[str, str, int | None], tally: _Tally
+        self, url: str, host: tuple[str, str, int | None], tally: _Tally, client: httpx.AsyncClient
     ) -> tuple[bytes, str | None]:
         lim = self.limits
-        async with self.client.stream("GET", url) as resp:
+        async with client.stream("GET", url) as resp:
             status = resp.status_code
             if status == 429 or status >= 500:
                 wait = parse_retry_after(resp.headers.get("retry-after"), lim.backoff_max_s)
@@ -610,8 +628,12 @@ def fetch_images(
     limits: ImageLimits,
     on_result: Callable[[ImageRequest, ProcessedImage | ImageRejected], None],
     progress: Callable[[int], None] | None = None,
+    policy: UrlPolicy | None = None,
 ) -> FetchStats:
     """Fetch, validate and normalise images concurrently; returns when all are done.
+
+    Each request's URL is judged by its own ``policy``, else by ``policy`` here, else by the
+    strictest one (public http(s) hosts only, no local files).
 
     ``requests`` is iterated lazily in the caller's thread (a generator over a database cursor is
     fine); at most ``2 * concurrency`` requests are outstanding. ``on_result`` is called in the
@@ -622,7 +644,7 @@ def fetch_images(
     results: queue.SimpleQueue[Future[_Outcome] | Future[None]] = queue.SimpleQueue()
     window = 2 * max(1, limits.concurrency)
     start = time.perf_counter()
-    engine = _Engine(limits)
+    engine = _Engine(limits, policy or UrlPolicy())
     try:
         it = iter(requests)
         outstanding = 0

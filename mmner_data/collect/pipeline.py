@@ -21,9 +21,11 @@ from typing import Any
 
 from mmner_data.collect.langid import DEFAULT_CANDIDATES, LangResult, LanguageIdentifier
 from mmner_data.collect.normalise import content_words, find_entities, is_retweet, text_key
+from mmner_data.collect.urlpolicy import UrlPolicy, policy_for_source
 from mmner_data.config import Recipe
 from mmner_data.schema import Drop, DropReason, Post, PostStatus
 from mmner_data.sources import SourceError, make_source
+from mmner_data.stage import recorded_run
 from mmner_data.store import CorpusStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -228,6 +230,15 @@ def image_limits(recipe: Recipe) -> Any:
     )
 
 
+def source_policy(recipe: Recipe, settings: Any) -> UrlPolicy:
+    """The URL policy of one recipe source (docs/security.md)."""
+    return policy_for_source(
+        settings,
+        allow_hosts=recipe.url_policy.allow_hosts,
+        local_roots=recipe.url_policy.local_roots,
+    )
+
+
 def quotas_met(recipe: Recipe, store: CorpusStore) -> bool:
     """True once every target language with a quota has enough candidates or kept posts."""
     if not recipe.quotas or not recipe.stop_when_quotas_met:
@@ -263,24 +274,33 @@ def crawl(
         summary.ingested[name] = 0
         summary.pages[name] = 0
         try:
-            source = make_source(settings)
+            source = make_source(settings, source_policy(recipe, settings))
         except SourceError as exc:
             summary.source_errors[name] = str(exc)
             log.info("source %s cannot start: %s", name, exc)
             continue
+        start = None if (exhausted and refresh) else cursor
         try:
-            for page in source.iter_pages(None if (exhausted and refresh) else cursor):
+            for page in source.iter_pages(start):
                 posts = page.posts
                 if settings.max_posts is not None:
                     room = settings.max_posts - n_before - summary.ingested[name]
                     posts = posts[: max(0, room)]
+                cut = len(posts) < len(page.posts)
                 with store.transaction() as conn:
                     new = ingestor.write_page(conn, posts, page.drops)
                     done = page.exhausted or (
                         settings.max_posts is not None
                         and n_before + summary.ingested[name] + new >= settings.max_posts
                     )
-                    store.set_cursor(conn, name, page.cursor, page.exhausted)
+                    if cut:
+                        # max_posts cut this page short: keep the cursor before it, so that a
+                        # later run with a higher max_posts reads the rest of it (posts already
+                        # stored are skipped by their id).
+                        store.set_cursor(conn, name, start, False)
+                    else:
+                        store.set_cursor(conn, name, page.cursor, page.exhausted)
+                        start = page.cursor
                 summary.ingested[name] += new
                 summary.pages[name] += 1
                 if progress:
@@ -322,7 +342,17 @@ def fetch_pending(
         final,
     )
     meta = {(r["post_id"], r["position"]): (r["source"], r["lang"]) for r in rows}
-    requests = [ImageRequest(key=(r["post_id"], r["position"]), url=r["url"] or "") for r in rows]
+    # Each image is judged by the policy of the source its post came from; a source no longer in
+    # the recipe gets the strictest policy (public http(s) hosts only, no local files).
+    policies = {s.name: source_policy(recipe, s) for s in recipe.sources}
+    requests = [
+        ImageRequest(
+            key=(r["post_id"], r["position"]),
+            url=r["url"] or "",
+            policy=policies.get(r["source"], UrlPolicy()),
+        )
+        for r in rows
+    ]
     counts: dict[str, int] = {}
 
     def on_result(req: Any, result: Any) -> None:
@@ -497,7 +527,8 @@ def collect_lock(store: CorpusStore) -> Iterator[None]:
                 tmp.unlink()
         with store.transaction() as conn:
             conn.execute(
-                "UPDATE runs SET status='killed' WHERE stage='collect' AND status='running'"
+                "UPDATE runs SET status='killed' WHERE stage IN ('collect', 'dedup') "
+                "AND status='running'"
             )
         yield
     finally:
@@ -513,23 +544,20 @@ def _run_collect(
     skip_crawl: bool,
 ) -> CollectSummary:
     summary = CollectSummary()
-    run_id = store.start_run(
-        "collect",
-        {
-            "recipe": recipe.name,
-            "refresh": refresh,
-            "retry_failed": retry_failed,
-            "skip_crawl": skip_crawl,
-        },
-    )
-    status = "failed"
-    try:
-        if not skip_crawl:
-            crawl(recipe, store, summary, progress, refresh=refresh)
-            fetch_pending(recipe, store, summary, progress, retry_failed=retry_failed)
-        finalize(recipe, store)
-        store_summary(store, summary)
-        status = "ok" if not summary.source_errors else "partial"
-    finally:
-        store.finish_run(run_id, status, summary.to_dict())
+    params = {
+        "recipe": recipe.name,
+        "refresh": refresh,
+        "retry_failed": retry_failed,
+        "skip_crawl": skip_crawl,
+    }
+    with recorded_run(store, "dedup" if skip_crawl else "collect", params) as rec:
+        try:
+            if not skip_crawl:
+                crawl(recipe, store, summary, progress, refresh=refresh)
+                fetch_pending(recipe, store, summary, progress, retry_failed=retry_failed)
+            finalize(recipe, store)
+            store_summary(store, summary)
+        finally:  # a failed run keeps what it counted in its row
+            rec.summary = summary.to_dict()
+        rec.status = "ok" if not summary.source_errors else "partial"
     return summary

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -79,10 +79,10 @@ def address_refusal(address: str | IPAddress) -> str | None:
         return "link-local address"
     if ip.is_multicast:
         return "multicast address"
-    if ip.is_private:
-        return "private address"
     if ip.is_reserved:
         return "reserved address"
+    if ip.is_private:
+        return "private address"
     if not ip.is_global:
         return "non-public address"
     return None
@@ -164,7 +164,7 @@ class UrlPolicy:
     local_roots: tuple[Path, ...] = ()  # folders local paths may be read from; () = none
     trusted_origins: frozenset[tuple[str, int]] = frozenset()  # the source's configured origin
     allow: tuple[AllowEntry, ...] = ()
-    resolve: Resolver = field(default=system_resolve, compare=False)
+    resolve: Resolver = system_resolve
 
     @classmethod
     def build(

@@ -23,6 +23,7 @@ from mmner_data.export.gold import LabelledPost, LabelSelection, select_labels
 from mmner_data.export.records import ExportRecord, RecordError, bio_names, build_record
 from mmner_data.export.settings import SPLIT_NAMES, ExportSettings
 from mmner_data.export.splits import SplitItem, assign_splits, link_groups
+from mmner_data.stage import recorded_run
 from mmner_data.store import CorpusStore
 
 Progress = Callable[[str, int, int | None], None]
@@ -191,8 +192,26 @@ def run_export(
         return result
 
     _check_destination(out)
-    run_id = store.start_run("export", {**settings.model_dump(), "out": str(out)})
-    status = "failed"
+    with recorded_run(store, "export", {**settings.model_dump(), "out": str(out)}) as rec:
+        _write_export(
+            store, recipe, settings, out, recipe_text, progress, by_split, selection, result
+        )
+        rec.finish(result)
+    return result
+
+
+def _write_export(
+    store: CorpusStore,
+    recipe: Recipe,
+    settings: ExportSettings,
+    out: Path,
+    recipe_text: str | None,
+    progress: Progress | None,
+    by_split: Any,
+    selection: Any,
+    result: ExportResult,
+) -> None:
+    """Build the export beside ``out`` and rename it into place (never half-written)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     cache = Path(tempfile.mkdtemp(prefix=f".{out.name}.cache-", dir=out.parent))
@@ -215,13 +234,10 @@ def run_export(
                 out / "README.md",
                 private=settings.private,
             )
-        status = "ok"
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-        store.finish_run(run_id, status, result.to_dict())
-    return result
 
 
 def _write(

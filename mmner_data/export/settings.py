@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmner_data.config import RecipeError
+from mmner_data.stage import build_settings
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 FORMATS: tuple[str, ...] = ("hf", "twitter2015")
@@ -104,16 +105,4 @@ def build_export_settings(
     section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
 ) -> ExportSettings:
     """Validate the ``export:`` section with ``overrides`` (None values ignored) on top."""
-    merged = dict(section)
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return ExportSettings.model_validate(merged)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in ("export", *err["loc"]))
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling)"
-            msgs.append(f"{loc}: {msg}")
-        raise RecipeError("invalid recipe: " + "; ".join(msgs)) from None
+    return build_settings(ExportSettings, "export", section, overrides or {})

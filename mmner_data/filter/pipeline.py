@@ -17,6 +17,7 @@ from mmner_data.filter.report import write_filter_report
 from mmner_data.filter.scoring import ScoreSummary, pending_pairs, score_pairs
 from mmner_data.filter.select import SelectionSummary, apply_selection
 from mmner_data.filter.settings import FilterSettings
+from mmner_data.stage import recorded_run
 from mmner_data.store import CorpusStore
 
 
@@ -51,9 +52,7 @@ def run_filter(
     """
     spec = scorer.spec if scorer is not None else resolve_model(settings.model, settings.pretrained)
     params = {**settings.model_dump(), "model_id": spec.model_id, "select_only": select_only}
-    run_id = store.start_run("filter", params)
-    status = "failed"
-    try:
+    with recorded_run(store, "filter", params) as rec:
         pairs = [] if select_only else pending_pairs(store, spec.model_id)
         if pairs and scorer is None:
             scorer = load_scorer(spec, settings.device, settings.precision, settings.cache_dir)
@@ -78,11 +77,6 @@ def run_filter(
             report, paths = write_filter_report(
                 store, selection, scoring=scoring.to_dict(), examples=settings.contact_sheet_n
             )
-        status = "ok"
         result = FilterResult(scoring=scoring, selection=selection, report=report, paths=paths)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        store.finish_run(run_id, status, {} if status != "ok" else result.to_dict())
+        rec.finish(result)
     return result

@@ -16,12 +16,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
 from mmner_data.config import RecipeError
+from mmner_data.stage import build_settings
 
 DEFAULT_MODEL = "xlm-roberta-base-ViT-B-32"
 DEFAULT_PRETRAINED = "laion5b_s13b_b90k"
@@ -143,16 +143,4 @@ def build_filter_settings(
 
     Overrides whose value is None are ignored. Errors name the key (``filter.<key>: …``).
     """
-    merged = dict(section)
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return FilterSettings.model_validate(merged)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in ("filter", *err["loc"]))
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling)"
-            msgs.append(f"{loc}: {msg}")
-        raise RecipeError("invalid recipe: " + "; ".join(msgs)) from None
+    return build_settings(FilterSettings, "filter", section, overrides or {})

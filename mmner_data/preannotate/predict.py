@@ -36,6 +36,7 @@ from mmner_data.models.config import is_checkpoint
 from mmner_data.models.data import Collator, NerExample, to_device
 from mmner_data.models.encoders import EncoderLoadError, pick_device
 from mmner_data.schema import EntitySpan, spans_to_json
+from mmner_data.stage import recorded_run
 from mmner_data.text.tokenize import tokenize
 
 Progress = Callable[[str, int, int | None], None]
@@ -397,49 +398,65 @@ def run_preannotate(
         mapper = type_mapper(types, label_map)
         items = select_items(st, pred.model_version, overwrite=overwrite)
         items.sort(key=lambda it: len(it.text))  # similar lengths share a batch: less padding
-        run_id = st.start_run(
-            "preannotate",
-            {"model": model, "model_version": pred.model_version, "batch_size": batch_size},
-        )
-        t0 = time.perf_counter()
-        n_spans, n_words, unmapped, with_image = 0, 0, 0, 0
-        by_label: Counter[str] = Counter()
-        chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-        if progress:
-            progress("preannotate", 0, len(items))
-        workers = default_workers(pred.device) if num_workers is None else num_workers
-        for chunk, (examples, batch) in prepared_batches(pred.prepare, chunks, workers):
-            preds = pred.finish(examples, pred.forward(batch), mapper)
-            write_predictions(st, pred.model_version, chunk, preds)
-            for p in preds:
-                n_spans += len(p.spans)
-                n_words += p.n_words
-                unmapped += p.unmapped
-                by_label.update(s.label for s in p.spans)
-            if pred.uses_images:
-                with_image += int(batch["has_image"].sum()) if "has_image" in batch else 0
-            if progress:
-                progress("preannotate", len(chunk), len(items))
-        seconds = time.perf_counter() - t0
-        total = st.query(
-            "SELECT COUNT(*) FROM predictions WHERE model_version = ?", (pred.model_version,)
-        )[0][0]
-        summary = {
-            "model": model,
-            "model_version": pred.model_version,
-            "entity_types": types,
-            "predicted": len(items),
-            "with_image": with_image,
-            "total_for_version": int(total),
-            "spans": n_spans,
-            "spans_by_label": dict(sorted(by_label.items())),
-            "unmapped_spans": unmapped,
-            "tokens": n_words,
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(n_words / seconds, 1) if seconds > 0 and n_words else 0.0,
-        }
-        st.finish_run(run_id, "ok", summary)
+        params = {"model": model, "model_version": pred.model_version, "batch_size": batch_size}
+        with recorded_run(st, "preannotate", params) as rec:
+            summary = _predict_all(
+                st, pred, items, mapper, types, model, batch_size, progress, num_workers
+            )
+            rec.summary = summary
         return summary
     finally:
         if own:
             st.close()
+
+
+def _predict_all(
+    st: Any,
+    pred: Any,
+    items: list[Item],
+    mapper: Any,
+    types: list[str],
+    model: str,
+    batch_size: int,
+    progress: Progress | None,
+    num_workers: int | None,
+) -> dict[str, Any]:
+    """Predict ``items`` in batches and write each batch's predictions (one transaction each)."""
+    t0 = time.perf_counter()
+    n_spans, n_words, unmapped, with_image = 0, 0, 0, 0
+    by_label: Counter[str] = Counter()
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if progress:
+        progress("preannotate", 0, len(items))
+    workers = default_workers(pred.device) if num_workers is None else num_workers
+    for chunk, (examples, batch) in prepared_batches(pred.prepare, chunks, workers):
+        preds = pred.finish(examples, pred.forward(batch), mapper)
+        write_predictions(st, pred.model_version, chunk, preds)
+        for p in preds:
+            n_spans += len(p.spans)
+            n_words += p.n_words
+            unmapped += p.unmapped
+            by_label.update(s.label for s in p.spans)
+        if pred.uses_images:
+            with_image += int(batch["has_image"].sum()) if "has_image" in batch else 0
+        if progress:
+            progress("preannotate", len(chunk), len(items))
+    seconds = time.perf_counter() - t0
+    total = st.query(
+        "SELECT COUNT(*) FROM predictions WHERE model_version = ?", (pred.model_version,)
+    )[0][0]
+    summary = {
+        "model": model,
+        "model_version": pred.model_version,
+        "entity_types": types,
+        "predicted": len(items),
+        "with_image": with_image,
+        "total_for_version": int(total),
+        "spans": n_spans,
+        "spans_by_label": dict(sorted(by_label.items())),
+        "unmapped_spans": unmapped,
+        "tokens": n_words,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(n_words / seconds, 1) if seconds > 0 and n_words else 0.0,
+    }
+    return summary

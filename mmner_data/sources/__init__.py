@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from mmner_data.collect.urlpolicy import UrlPolicy
 from mmner_data.config import SourceSettings
 from mmner_data.sources.base import Page, Source, SourceError
 
 
-def make_source(settings: SourceSettings) -> Source:
-    """The connector for a recipe's source entry."""
+def make_source(settings: SourceSettings, policy: UrlPolicy | None = None) -> Source:
+    """The connector for a recipe's source entry.
+
+    ``policy`` governs the HTTP connectors' own requests (pages, redirects, ``og:image`` pages);
+    by default the source's configured origin is trusted and nothing else non-public.
+    """
     kind = settings.type
     if kind == "mastodon":
         from mmner_data.sources.mastodon import MastodonTimeline
 
-        return MastodonTimeline(settings)  # type: ignore[arg-type]
+        return MastodonTimeline(settings, policy)  # type: ignore[arg-type]
     if kind == "bluesky":
         from mmner_data.sources.bluesky import BlueskySearch
 
-        return BlueskySearch(settings)  # type: ignore[arg-type]
+        return BlueskySearch(settings, policy)  # type: ignore[arg-type]
     if kind == "rss":
         from mmner_data.sources.rss import RssFeed
 
-        return RssFeed(settings)  # type: ignore[arg-type]
+        return RssFeed(settings, policy)  # type: ignore[arg-type]
     if kind in ("jsonl", "csv"):
         from mmner_data.sources.local import LocalFile
 

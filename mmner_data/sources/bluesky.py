@@ -8,38 +8,22 @@ is plain JSON. ``record.langs`` is the author's tag (recorded, then checked); im
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 from mmner_data.config import BlueskySource
-from mmner_data.schema import Drop, ImageRef, Post
-from mmner_data.sources.base import Page, SourceError, malformed
-from mmner_data.sources.http import ApiClient
+from mmner_data.schema import ImageRef, Post
+from mmner_data.sources.base import Page, SourceError
+from mmner_data.sources.http import HttpSource
 from mmner_data.sources.timeparse import to_utc_iso
 
 
-class BlueskySearch:
-    def __init__(self, settings: BlueskySource):
-        self.settings = settings
-        self.name = settings.name
-        token = os.environ.get(settings.token_env) if settings.token_env else None
-        if settings.token_env and not token:
-            raise SourceError(
-                f"source {self.name}: environment variable {settings.token_env} is not set"
-            )
-        self.client = ApiClient(
-            timeout_s=settings.timeout_s,
-            retries=settings.retries,
-            backoff_max_s=settings.backoff_max_s,
-            token=token,
-        )
-
-    def close(self) -> None:
-        self.client.close()
+class BlueskySearch(HttpSource):
+    settings: BlueskySource
 
     def iter_pages(self, cursor: str | None) -> Iterator[Page]:
         url = self.settings.base_url.rstrip("/") + "/xrpc/app.bsky.feed.searchPosts"
+        seen: set[str] = {cursor} if cursor else set()
         while True:
             params: dict[str, Any] = {
                 "q": self.settings.query,
@@ -53,21 +37,24 @@ class BlueskySearch:
             data, _ = self.client.get_json(url, params)
             if not isinstance(data, dict) or not isinstance(data.get("posts"), list):
                 raise SourceError(f"source {self.name}: no 'posts' list in the answer from {url}")
-            posts: list[Post] = []
-            drops: list[Drop] = []
-            for i, view in enumerate(data["posts"]):
-                try:
-                    posts.append(self.parse_post(view))
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    uri = view.get("uri") if isinstance(view, dict) else None
-                    drops.append(
-                        malformed(
-                            self.name,
-                            str(uri or f"{cursor or 'head'}#{i}"),
-                            f"post view: {type(exc).__name__}: {exc}",
-                        )
-                    )
+            posts, drops = self.parse_items(
+                data["posts"],
+                self.parse_post,
+                lambda view: view.get("uri"),
+                where=cursor or "head",
+                what="post view",
+            )
             next_cursor = data.get("cursor")
+            if next_cursor is not None and not isinstance(next_cursor, str | int):
+                raise SourceError(f"source {self.name}: the cursor from {url} is not a string")
+            next_cursor = str(next_cursor) if next_cursor not in (None, "") else None
+            if next_cursor is not None and next_cursor in seen:
+                raise SourceError(
+                    f"source {self.name}: the server repeated cursor {next_cursor[:40]!r} "
+                    f"from {url}; stopped to avoid a loop"
+                )
+            if next_cursor is not None:
+                seen.add(next_cursor)
             exhausted = not next_cursor or not data["posts"]
             yield Page(
                 posts,
@@ -108,7 +95,10 @@ def _embed_images(embed: Any) -> list[ImageRef]:
         return _embed_images(embed.get("media"))
     if kind.startswith("app.bsky.embed.images"):
         return [
-            ImageRef(url=img.get("fullsize") or img.get("thumb"), alt=img.get("alt") or None)
+            ImageRef(
+                url=str(img.get("fullsize") or img.get("thumb")),
+                alt=str(img.get("alt")) if img.get("alt") else None,
+            )
             for img in embed.get("images") or []
             if img.get("fullsize") or img.get("thumb")
         ]

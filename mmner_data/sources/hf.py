@@ -79,7 +79,9 @@ class HFDataset:
         if not isinstance(text, str):
             raise ValueError(f"row {i}: column {s.text_column!r} is not a string")
         sid = str(row[s.id_column]) if s.id_column else str(i)
-        images = _image_refs(row.get(s.image_column)) if s.image_column else []
+        folder = Path(s.dataset)
+        base = folder.resolve() if folder.is_dir() else None
+        images = _image_refs(row.get(s.image_column), base) if s.image_column else []
         return Post(
             source=self.name,
             source_id=sid,
@@ -90,18 +92,26 @@ class HFDataset:
         )
 
 
-def _image_refs(cell: Any) -> list[ImageRef]:
+def _image_refs(cell: Any, base: Path | None = None) -> list[ImageRef]:
+    """Image references of a cell; relative paths resolve against the dataset folder (``base``).
+
+    A path from a hub dataset (``base`` None) is kept as written: the URL policy refuses local
+    files for sources that are not local folders.
+    """
     if cell is None:
         return []
     if isinstance(cell, list):
-        return [ref for c in cell for ref in _image_refs(c)]
+        return [ref for c in cell for ref in _image_refs(c, base)]
     if isinstance(cell, str):
-        return [ImageRef(url=cell if "://" in cell else Path(cell).resolve().as_uri())]
+        if "://" in cell or base is None:
+            return [ImageRef(url=cell)]
+        p = Path(cell)
+        return [ImageRef(url=(p if p.is_absolute() else base / p).resolve().as_uri())]
     if isinstance(cell, dict):
         if cell.get("bytes"):
             return [ImageRef(data=bytes(cell["bytes"]))]
         if cell.get("path"):
-            return _image_refs(cell["path"])
+            return _image_refs(cell["path"], base)
         return []
     if hasattr(cell, "save"):  # a decoded PIL image: hand over lossless bytes
         buf = io.BytesIO()

@@ -7,36 +7,19 @@ as records flagged ``is_reblog`` so that the drop report can count them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 from mmner_data.collect.normalise import html_to_text
 from mmner_data.config import MastodonSource
-from mmner_data.schema import Drop, ImageRef, Post
-from mmner_data.sources.base import Page, SourceError, malformed
-from mmner_data.sources.http import ApiClient
+from mmner_data.schema import ImageRef, Post
+from mmner_data.sources.base import Page, SourceError
+from mmner_data.sources.http import HttpSource
 
 
-class MastodonTimeline:
-    def __init__(self, settings: MastodonSource):
-        self.settings = settings
-        self.name = settings.name
-        token = os.environ.get(settings.token_env) if settings.token_env else None
-        if settings.token_env and not token:
-            raise SourceError(
-                f"source {self.name}: environment variable {settings.token_env} is not set"
-            )
-        self.client = ApiClient(
-            timeout_s=settings.timeout_s,
-            retries=settings.retries,
-            backoff_max_s=settings.backoff_max_s,
-            token=token,
-        )
-
-    def close(self) -> None:
-        self.client.close()
+class MastodonTimeline(HttpSource):
+    settings: MastodonSource
 
     def _endpoint(self) -> str:
         base = self.settings.base_url.rstrip("/")
@@ -63,22 +46,26 @@ class MastodonTimeline:
             data, _resp = self.client.get_json(url, params)
             if not isinstance(data, list):
                 raise SourceError(f"source {self.name}: expected a list of statuses from {url}")
-            posts: list[Post] = []
-            drops: list[Drop] = []
-            ids: list[str] = []
-            for i, status in enumerate(data):
-                sid = status.get("id") if isinstance(status, dict) else None
-                if sid is not None:
-                    ids.append(str(sid))
-                try:
-                    posts.append(self.parse_status(status))
-                except (KeyError, TypeError, ValueError) as exc:
-                    item = str(sid) if sid is not None else f"{max_id or 'head'}#{i}"
-                    drops.append(malformed(self.name, item, f"status: {type(exc).__name__}: {exc}"))
+            ids = [
+                str(st["id"]) for st in data if isinstance(st, dict) and st.get("id") is not None
+            ]
+            posts, drops = self.parse_items(
+                data,
+                self.parse_status,
+                lambda st: st.get("id"),
+                where=max_id or "head",
+                what="status",
+            )
             if not ids:
                 yield Page(posts, cursor=max_id, exhausted=True, drops=drops)
                 return
-            max_id = min(ids, key=_id_order)
+            oldest = min(ids, key=_id_order)
+            if max_id is not None and _id_order(oldest) >= _id_order(max_id):
+                raise SourceError(
+                    f"source {self.name}: the page from {url} is not older than max_id "
+                    f"{max_id[:40]}; stopped to avoid a loop"
+                )
+            max_id = oldest
             yield Page(posts, cursor=max_id, exhausted=False, drops=drops)
 
     def parse_status(self, status: dict[str, Any]) -> Post:
@@ -88,7 +75,7 @@ class MastodonTimeline:
         text = html_to_text(body["content"])
         cw = body.get("spoiler_text") or ""
         images = [
-            ImageRef(url=m["url"], alt=m.get("description"))
+            ImageRef(url=str(m["url"]), alt=_str_or_none(m.get("description")))
             for m in body.get("media_attachments") or []
             if m.get("type") == "image" and m.get("url")
         ]
@@ -111,6 +98,10 @@ class MastodonTimeline:
                 "visibility": status.get("visibility"),
             },
         )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _id_order(sid: str) -> tuple[int, str]:

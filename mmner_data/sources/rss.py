@@ -2,8 +2,9 @@
 
 Images come from, in order: enclosures of an image type, ``media:content``,
 ``media:thumbnail``, the first ``<img>`` in the entry's HTML, and (``og_image: true``) the
-``og:image`` of the linked page. A feed has no paging: one pass is one page, and entries already
-in the store are skipped by their id.
+``og:image`` of the linked page. Relative URLs are resolved against the feed's URL (or the
+page's, for ``og:image``), as a browser would: they never name local files. A feed has no paging:
+one pass is one page, and entries already in the store are skipped by their id.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
 from mmner_data.collect.normalise import html_to_text
+from mmner_data.collect.urlpolicy import UrlPolicy
 from mmner_data.config import RssSource
 from mmner_data.schema import Drop, ImageRef, Post
-from mmner_data.sources.base import Page, malformed
-from mmner_data.sources.http import ApiClient
+from mmner_data.sources.base import Page, SourceError, malformed
+from mmner_data.sources.http import HttpSource
 from mmner_data.sources.timeparse import struct_to_iso, to_utc_iso
 
 _IMG_RE = re.compile(r"<img\b[^>]*?\bsrc=[\"']([^\"']+)[\"']", re.IGNORECASE)
@@ -29,22 +32,17 @@ _OG_RE = re.compile(
 )
 
 
-class RssFeed:
-    def __init__(self, settings: RssSource):
-        self.settings = settings
-        self.name = settings.name
-        self.client = ApiClient(
-            timeout_s=settings.timeout_s,
-            retries=settings.retries,
-            backoff_max_s=settings.backoff_max_s,
-        )
+class RssFeed(HttpSource):
+    settings: RssSource
 
-    def close(self) -> None:
-        self.client.close()
+    def __init__(self, settings: RssSource, policy: UrlPolicy | None = None):
+        super().__init__(settings, policy, auth=False)
+        self.base_url = settings.url
 
     def iter_pages(self, cursor: str | None) -> Iterator[Page]:
         resp = self.client.get(self.settings.url)
-        feed = feedparser.parse(resp.content)
+        self.base_url = resp.url  # after redirects: what relative URLs are relative to
+        feed = feedparser.parse(resp.content, response_headers={"content-location": resp.url})
         posts: list[Post] = []
         drops: list[Drop] = []
         if feed.bozo and not feed.entries:
@@ -116,14 +114,28 @@ class RssFeed:
             urls += self._og_image(entry["link"])
         seen: list[str] = []
         for u in urls:
-            if u not in seen:
+            u = _absolute(self.base_url, u)
+            if u and u not in seen:
                 seen.append(u)
         return [ImageRef(url=u) for u in seen]
 
     def _og_image(self, link: str) -> list[str]:
-        try:
-            html = self.client.get(link).text
-        except Exception:  # a missing og:image is not an error of the feed
+        link = _absolute(self.base_url, link)
+        if not link:
             return []
-        m = _OG_RE.search(html)
-        return [m.group(1) or m.group(2)] if m else []
+        try:
+            page = self.client.get(link)
+        except SourceError:  # a missing og:image is not an error of the feed
+            return []
+        m = _OG_RE.search(page.text)
+        return [_absolute(page.url, m.group(1) or m.group(2))] if m else []
+
+
+def _absolute(base: str, url: Any) -> str:
+    """``url`` resolved against ``base`` (a feed or page URL); "" for what is not a URL."""
+    if not isinstance(url, str) or not url.strip():
+        return ""
+    try:
+        return urljoin(base, url.strip())
+    except ValueError:
+        return url.strip()
