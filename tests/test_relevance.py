@@ -333,10 +333,7 @@ def test_broken_image_in_a_batch_is_recorded_and_skipped(tmp_path, tiny):
 @pytest.fixture(scope="module")
 def cli_app():
     from mmner_data.cli import app
-    from mmner_data.filter.command import filter_command
 
-    if not any(c.name == "filter" for c in app.registered_commands):
-        app.command("filter")(filter_command)
     return app
 
 

@@ -1,4 +1,10 @@
-"""Inter-annotator agreement (pure metrics), adjudication into a gold layer, and reports."""
+"""Inter-annotator agreement (pure metrics), adjudication into a gold layer, and reports.
+
+Modules: ``sequences`` (items, label sequences, validation, the error type), ``kappa`` (token
+level: Cohen, Fleiss, Krippendorff, type confusion), ``span_f1``, ``summary`` (the report over
+all of them), ``adjudicate`` (majority vote), ``pipeline`` (the stage), ``report`` (files).
+Gold is written through :mod:`mmner_data.labels`.
+"""
 
 import importlib
 
@@ -12,31 +18,33 @@ from mmner_data.agreement.adjudicate import (
     adjudicate_item,
     item_agreement,
 )
-from mmner_data.agreement.metrics import (
-    AgreementError,
-    AgreementReport,
-    AnnotatedItem,
+from mmner_data.agreement.kappa import (
     Confusion,
-    PairSpanF1,
     PairwiseKappa,
-    Score,
-    SectionResult,
-    SpanF1Summary,
-    TokenSpan,
-    agreement_report,
-    bio_to_spans,
     cohen_kappa,
     fleiss_kappa,
     krippendorff_alpha,
-    matched_spans,
     pairwise_cohen_kappa,
-    pairwise_span_f1,
-    prepare_items,
     reliability_matrix,
-    span_f1,
-    spans_to_bio,
     type_confusion,
 )
+from mmner_data.agreement.sequences import (
+    AgreementError,
+    AnnotatedItem,
+    Score,
+    TokenSpan,
+    bio_to_spans,
+    prepare_items,
+    spans_to_bio,
+)
+from mmner_data.agreement.span_f1 import (
+    PairSpanF1,
+    SpanF1Summary,
+    matched_spans,
+    pairwise_span_f1,
+    span_f1,
+)
+from mmner_data.agreement.summary import AgreementReport, SectionResult, agreement_report
 
 # The stage (store I/O, reports with matplotlib) loads on first use, so that importing the pure
 # metrics, or the CLI that registers the command, stays cheap.
@@ -45,7 +53,6 @@ _LAZY = {
     "review_queue": "pipeline",
     "run_agreement": "pipeline",
     "run_on_export": "pipeline",
-    "write_review_gold": "pipeline",
     "ReportPaths": "report",
     "write_report": "report",
     "AgreementSettings": "settings",
@@ -99,5 +106,4 @@ __all__ = [
     "spans_to_bio",
     "type_confusion",
     "write_report",
-    "write_review_gold",
 ]

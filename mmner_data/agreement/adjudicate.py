@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mmner_data.agreement.metrics import (
+from mmner_data.agreement.sequences import (
     AgreementError,
     AnnotatedItem,
     TokenSpan,
     bio_to_spans,
-    matched_spans,
     prepare_items,
     spans_to_bio,
     to_jsonable,
 )
+from mmner_data.agreement.span_f1 import matched_spans
 
 
 class ReviewReason(StrEnum):

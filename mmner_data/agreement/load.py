@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmner_data.agreement.metrics import AgreementError
-from mmner_data.annotate.convert import SpanError, align_to_text
+from mmner_data.agreement.sequences import AgreementError
 from mmner_data.schema import Annotation, EntitySpan
 from mmner_data.store import CorpusStore
+from mmner_data.text.spans import SpanError, align_to_text
 
 STATUSES = ("submitted", "skipped", "cancelled")
 UNKNOWN_LANG = "und"

@@ -3,16 +3,16 @@
 One path for both sources (store rows or a Label Studio export): :func:`select_items` turns
 :class:`~mmner_data.agreement.load.LoadedAnnotations` into metric items (tokens of
 :func:`mmner_data.text.tokenize.tokenize`, BIO tags of
-:func:`mmner_data.annotate.convert.spans_to_tags`), :func:`run_on_loaded` computes, writes and
-adjudicates. The store is written in one transaction; rows a human review set (method
-``reviewed``) are never overwritten by a vote.
+:func:`mmner_data.text.spans.spans_to_tags`), :func:`run_on_loaded` computes, writes and
+adjudicates. Gold is written through :mod:`mmner_data.labels` in one transaction; rows a human
+review set (method ``reviewed``) are never overwritten by a vote.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,29 +25,27 @@ from mmner_data.agreement.load import (
     load_from_export,
     load_from_store,
 )
-from mmner_data.agreement.metrics import (
+from mmner_data.agreement.report import report_paths, write_report
+from mmner_data.agreement.sequences import (
     EXCLUDING_ALL_O,
     AgreementError,
-    AgreementReport,
     AnnotatedItem,
     Score,
-    SectionResult,
     TokenSpan,
-    agreement_report,
     bio_to_spans,
 )
-from mmner_data.agreement.report import report_paths, write_report
 from mmner_data.agreement.settings import AgreementSettings, parse_time
-from mmner_data.annotate.convert import Span, SpanError, snap_span, spans_to_tags
-from mmner_data.schema import Annotation, EntitySpan, spans_to_json
+from mmner_data.agreement.summary import AgreementReport, SectionResult, agreement_report
+from mmner_data.labels import AdjudicationRow, write_gold
+from mmner_data.schema import Annotation, EntitySpan
 from mmner_data.stage import recorded_run
-from mmner_data.store import CorpusStore, atomic_write_text, utcnow
+from mmner_data.store import CorpusStore, atomic_write_text
+from mmner_data.text.spans import SpanError, spans_to_tags
 from mmner_data.text.tokenize import Token, tokenize
 
 Progress = Callable[[str, int, int | None], None]
 
 STAGE = "agreement"
-REVIEWED = "reviewed"
 BAD_SPANS = ReviewReason.BAD_SPANS.value
 
 
@@ -104,7 +102,7 @@ def _convert(
     """BIO tags of one annotation and the problems found; tags None when it is unusable."""
     found = list(problems)
     schema = set(settings.entity_types)
-    spans: list[Span] = []
+    spans: list[EntitySpan] = []
     for s in ann.spans:
         if s.label not in schema:
             found.append(
@@ -112,7 +110,7 @@ def _convert(
                 f"in the schema ({', '.join(settings.entity_types)})"
             )
         else:
-            spans.append(Span(s.start, s.end, s.label))
+            spans.append(s)
     try:
         return spans_to_tags(post.text, tokens, spans, snap=settings.snap), found
     except SpanError as exc:
@@ -208,34 +206,6 @@ def select_items(
 # --- adjudication rows ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AdjudicationRow:
-    """One row of the ``adjudication`` table (spans as character offsets)."""
-
-    post_id: str
-    status: str
-    spans: tuple[EntitySpan, ...]
-    method: str
-    reason: str | None
-    provenance: dict[str, Any]
-
-    def values(self) -> tuple[str, str, str, str | None, str]:
-        """``status, spans_json, method, reason, provenance_json`` as stored."""
-        spans = spans_to_json(self.spans)
-        prov = json.dumps(self.provenance, sort_keys=True, ensure_ascii=False)
-        return self.status, spans, self.method, self.reason, prov
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "post_id": self.post_id,
-            "status": self.status,
-            "spans": [s.to_json() for s in self.spans],
-            "method": self.method,
-            "reason": self.reason,
-            "provenance": self.provenance,
-        }
-
-
 def _char_span(tokens: Sequence[Token], s: TokenSpan) -> EntitySpan:
     return EntitySpan(tokens[s.start].start, tokens[s.end - 1].end, s.type)
 
@@ -313,101 +283,6 @@ def adjudication_rows(sel: Selection, settings: AgreementSettings) -> list[Adjud
         if row is not None:
             rows.append(row)
     return rows
-
-
-def upsert_adjudication(store: CorpusStore, rows: Iterable[AdjudicationRow]) -> dict[str, int]:
-    """Write rows in one transaction: insert, update if changed; never touch ``reviewed`` rows.
-
-    Returns counts ``inserted``, ``updated``, ``unchanged`` and ``kept_reviewed``.
-    """
-    counts = Counter({"inserted": 0, "updated": 0, "unchanged": 0, "kept_reviewed": 0})
-    rows = list(rows)
-    with store.transaction() as conn:
-        existing = {
-            r["post_id"]: r
-            for r in conn.execute(
-                "SELECT post_id, status, spans_json, method, reason, provenance_json "
-                "FROM adjudication"
-            )
-        }
-        now = utcnow()
-        for row in rows:
-            old = existing.get(row.post_id)
-            values = row.values()
-            if old is not None and old["method"] == REVIEWED:
-                counts["kept_reviewed"] += 1
-                continue
-            if old is not None and tuple(old)[1:] == values:
-                counts["unchanged"] += 1
-                continue
-            conn.execute(
-                "INSERT INTO adjudication(post_id, status, spans_json, method, reason, "
-                "provenance_json, updated_at) VALUES(?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(post_id) DO UPDATE SET status=excluded.status, "
-                "spans_json=excluded.spans_json, method=excluded.method, "
-                "reason=excluded.reason, provenance_json=excluded.provenance_json, "
-                "updated_at=excluded.updated_at WHERE adjudication.method != ?",
-                (row.post_id, *values, now, REVIEWED),
-            )
-            counts["inserted" if old is None else "updated"] += 1
-    return dict(counts)
-
-
-def write_review_gold(
-    store: CorpusStore,
-    post_id: str,
-    spans: Iterable[EntitySpan | Mapping[str, Any]],
-    reviewer: str,
-    *,
-    labels: Sequence[str] | None = None,
-    source: str | None = None,
-) -> tuple[EntitySpan, ...]:
-    """Store a human reviewer's spans as gold (method ``reviewed``) for ``post_id``.
-
-    Called by ``annotate pull`` for a review project. Spans are character offsets into the
-    post's text; they are trimmed and snapped onto token boundaries (``expand``) and must not
-    overlap. A later vote never overwrites this row; a later review does. ``reviewer`` is a
-    stable id such as ``ls:<user id>`` (never an e-mail). Raises ``ValueError``
-    (:class:`AgreementError` or :class:`SpanError`) on an unknown post or bad spans.
-    """
-    if "@" in reviewer:
-        raise AgreementError("reviewer must be a stable id such as ls:<user id>, not an e-mail")
-    row = store.query("SELECT text FROM posts WHERE post_id=?", (post_id,))
-    if not row:
-        raise AgreementError(f"review gold for unknown post {post_id!r}")
-    text = row[0]["text"]
-    given = [s if isinstance(s, EntitySpan) else EntitySpan.from_json(dict(s)) for s in spans]
-    tokens = tokenize(text)
-    as_spans = [Span(s.start, s.end, s.label) for s in given]
-    spans_to_tags(text, tokens, as_spans, labels=labels)  # validates labels and overlaps
-    snapped = sorted({snap_span(text, tokens, s) for s in as_spans})
-    gold = tuple(EntitySpan(s.start, s.end, s.label) for s in snapped)
-    with store.transaction() as conn:
-        old = conn.execute(
-            "SELECT status, method, spans_json FROM adjudication WHERE post_id=?", (post_id,)
-        ).fetchone()
-        prov: dict[str, Any] = {"reviewer": reviewer, "source": source}
-        if old is not None:
-            prov["previous"] = {
-                "status": old["status"],
-                "method": old["method"],
-                "spans": json.loads(old["spans_json"]),
-            }
-        conn.execute(
-            "INSERT INTO adjudication(post_id, status, spans_json, method, reason, "
-            "provenance_json, updated_at) VALUES(?, 'gold', ?, ?, NULL, ?, ?) "
-            "ON CONFLICT(post_id) DO UPDATE SET status='gold', spans_json=excluded.spans_json, "
-            "method=excluded.method, reason=NULL, provenance_json=excluded.provenance_json, "
-            "updated_at=excluded.updated_at",
-            (
-                post_id,
-                spans_to_json(gold),
-                REVIEWED,
-                json.dumps(prov, sort_keys=True, ensure_ascii=False),
-                utcnow(),
-            ),
-        )
-    return gold
 
 
 def review_queue(store: CorpusStore, langs: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -573,7 +448,7 @@ def run_on_loaded(
     if dry_run:
         return result
     if result.adjudication is not None and store is not None:
-        result.adjudication["written"] = upsert_adjudication(store, rows)
+        result.adjudication["written"] = write_gold(store, rows)
         if progress:
             progress("agreement: adjudicate", len(rows), len(rows))
     out_dir.mkdir(parents=True, exist_ok=True)

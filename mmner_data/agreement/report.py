@@ -17,15 +17,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mmner_data.agreement.metrics import (
-    ALL_TOKENS,
-    EXCLUDING_ALL_O,
-    MODES,
-    VARIANTS,
-    AgreementReport,
-    Score,
-    SectionResult,
-)
+from mmner_data.agreement.sequences import ALL_TOKENS, EXCLUDING_ALL_O, MODES, VARIANTS, Score
+from mmner_data.agreement.summary import AgreementReport, SectionResult
 
 HEADLINE_MODE = "type"
 HEADLINE_VARIANT = EXCLUDING_ALL_O

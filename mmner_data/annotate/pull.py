@@ -3,7 +3,7 @@
 Each annotation keeps its annotator (``ls:<user id>``; e-mails are not stored), status
 (``submitted``, or ``skipped`` for LS's ``was_cancelled``), lead time and timestamps. Character
 spans are stored as Label Studio gives them (re-aligned to the post text with
-:func:`~mmner_data.annotate.convert.align_to_text`); BIO tags over
+:func:`~mmner_data.text.spans.align_to_text`); BIO tags over
 :func:`mmner_data.text.tokenize` tokens are stored next to them. A span that does not fall on
 token boundaries is snapped by the ``snap`` rule and keeps its snapped offsets under
 ``"snapped": [start, end]``. Annotations whose spans cannot be tagged (overlapping or nested
@@ -23,12 +23,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmner_data.annotate.client import LSClient
-from mmner_data.annotate.convert import Span, SpanError, align_to_text, snap_span, spans_to_tags
 from mmner_data.annotate.label_config import FROM_NAME
 from mmner_data.annotate.push import QUEUES, project_title
 from mmner_data.annotate.settings import AnnotateSettings
 from mmner_data.errors import MmnerError
+from mmner_data.schema import EntitySpan
 from mmner_data.store import CorpusStore, atomic_write_text, utcnow
+from mmner_data.text.spans import SpanError, align_to_text, snap_span, spans_to_tags
 from mmner_data.text.tokenize import tokenize
 
 Progress = Callable[[str, int, int | None], None]
@@ -95,13 +96,13 @@ def annotator_id(completed_by: Any) -> str:
     return f"ls:{int(completed_by)}"
 
 
-def region_spans(text: str, result: Sequence[dict]) -> list[Span]:
+def region_spans(text: str, result: Sequence[dict]) -> list[EntitySpan]:
     """The ``labels`` regions of the ``label`` control as spans over ``text``.
 
     Offsets are re-aligned to ``text`` with the region's quoted text (code points, UTF-16 units,
     or the nearest occurrence); a region with several labels gives one span per label.
     """
-    spans: list[Span] = []
+    spans: list[EntitySpan] = []
     for region in result:
         if region.get("type") != "labels" or region.get("from_name") != FROM_NAME:
             continue
@@ -111,7 +112,7 @@ def region_spans(text: str, result: Sequence[dict]) -> list[Span]:
         if quote:
             start, end = align_to_text(text, start, end, quote)
         for label in value.get("labels") or []:
-            spans.append(Span(start, end, str(label)))
+            spans.append(EntitySpan(start, end, str(label)))
     return sorted(set(spans))
 
 
@@ -275,14 +276,14 @@ def _store_review_gold(
     res: PullResult,
 ) -> int:
     """Each post's latest submitted review becomes its gold; returns how many were stored."""
-    from mmner_data.agreement.pipeline import write_review_gold
+    from mmner_data.labels import LabelError, write_review_gold
 
     stored = 0
     for post_id, d in sorted(decisions.items()):
         try:
             write_review_gold(store, post_id, d.spans, d.reviewer, labels=list(entity_types))
             stored += 1
-        except ValueError as exc:
+        except (LabelError, SpanError) as exc:
             res.problems.append(
                 f"{d.annotation_key} (post {post_id}): review not stored as gold: {exc}"
             )

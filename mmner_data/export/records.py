@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmner_data.annotate.convert import Span, SpanError, spans_to_tags, tags_to_spans
 from mmner_data.errors import MmnerError
-from mmner_data.export.gold import LabelledPost
 from mmner_data.export.pseudonymise import pseudonymise
+from mmner_data.labels import LabelledPost
+from mmner_data.schema import EntitySpan
+from mmner_data.text.spans import SpanError, spans_to_tags, tags_to_spans
 from mmner_data.text.tokenize import Token, tokenize
 
 
@@ -50,7 +51,7 @@ class ExportRecord:
     n_replaced: int = 0
     split: str = ""
 
-    def spans(self) -> list[Span]:
+    def spans(self) -> list[EntitySpan]:
         return tags_to_spans(self.tokens, self.tags)
 
 
@@ -59,13 +60,17 @@ class RecordError(MmnerError):
 
 
 def build_record(
-    post: LabelledPost, *, salt: str, entity_types: Sequence[str], snap: str = "expand"
+    post: LabelledPost,
+    *,
+    salt: str,
+    entity_types: Sequence[str],
+    snap: str = "expand",
+    clip_score: float | None = None,
 ) -> ExportRecord:
     """Tokenise, tag and pseudonymise one post. Raises :class:`RecordError`."""
     tokens = tokenize(post.text)
-    spans = [Span(s.start, s.end, s.label) for s in post.spans]
     try:
-        tags = spans_to_tags(post.text, tokens, spans, snap=snap, labels=set(entity_types))
+        tags = spans_to_tags(post.text, tokens, post.spans, snap=snap, labels=set(entity_types))
     except SpanError as exc:
         raise RecordError(f"{post.post_id} ({post.label_source}): {exc}") from None
     pseudo = pseudonymise(post.text, tokens, salt, post.source)
@@ -82,7 +87,7 @@ def build_record(
         created_at=post.created_at,
         label_source=post.label_source,
         label_origin=post.label_origin,
-        clip_score=post.clip_score,
+        clip_score=clip_score,
         image_path=post.image_path,
         image_sha256=post.image_sha256,
         types=frozenset(t[2:] for t in tags if t != "O"),

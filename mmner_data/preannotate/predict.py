@@ -31,12 +31,12 @@ from typing import Any
 
 import torch
 
-from mmner_data.annotate.convert import repair_bio
 from mmner_data.models.config import is_checkpoint
 from mmner_data.models.data import Collator, NerExample, to_device
 from mmner_data.models.encoders import EncoderLoadError, pick_device
 from mmner_data.schema import EntitySpan, spans_to_json
 from mmner_data.stage import recorded_run
+from mmner_data.text.spans import repair_bio
 from mmner_data.text.tokenize import tokenize
 
 Progress = Callable[[str, int, int | None], None]

@@ -42,7 +42,9 @@ class RssFeed(HttpSource):
     def iter_pages(self, cursor: str | None) -> Iterator[Page]:
         resp = self.client.get(self.settings.url)
         self.base_url = resp.url  # after redirects: what relative URLs are relative to
-        feed = feedparser.parse(resp.content, response_headers={"content-location": resp.url})
+        # parsed without a base on purpose: ids (guids) stay exactly as the feed writes them;
+        # image URLs are resolved against self.base_url below, one by one
+        feed = feedparser.parse(resp.content)
         posts: list[Post] = []
         drops: list[Drop] = []
         if feed.bozo and not feed.entries:
