@@ -3,7 +3,8 @@
 #
 #   bash baseline_models/build.sh [WORK_DIR] [SEEDS]      (default: runs/baseline, "13")
 #
-# 1. collect the bundled sample into a store (its gold spans are the training data);
+# 1. collect the bundled sample into a store and write the sample's hand-made gold spans into it as
+#    its gold (adjudication rows, method `sample`): they are the training data;
 # 2. write from-scratch encoders: a BERT (2 layers, width 128) whose WordPiece tokenizer is trained
 #    on the train split's texts only, and a CLIP vision tower (2 layers, width 64, 64 px);
 # 3. train 2m-ner, text-crf and text-linear the same way (same encoders, data, split, settings);
@@ -18,6 +19,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 [ -f "$WORK/store/corpus.sqlite" ] ||
   mmner-data collect -r "$HERE/../recipes/sample.yaml" --store "$WORK/store" --no-progress --json >/dev/null
+python -m mmner_data.labels sample-gold --store "$WORK/store" >/dev/null
 [ -d "$WORK/encoders/text" ] ||
   python -m mmner_data.models.scratch text --data "$WORK/store" --split train \
     --out "$WORK/encoders/text" --vocab-size 3000 --hidden 128 --layers 2 --heads 4

@@ -61,20 +61,7 @@ def cmd_data(work: Path) -> None:
     }
     for name, exs in sets.items():
         td.save_jsonl(exs, data / f"{name}.jsonl")
-    # the spaCy pipelines on the same posts (German: no pipeline)
-    spacy_out = {}
-    for name, exs in sets.items():
-        rows = {}
-        for ex in exs:
-            nlp = teachers.get(ex.lang or "")
-            if nlp is None:
-                continue
-            pred = td.example_from_spans(ex.id, " ".join(ex.tokens) if ex.text is None else ex.text,
-                                         td.spacy_spans(nlp, ex.text or " ".join(ex.tokens)),
-                                         ex.lang)  # fmt: skip
-            rows[ex.id] = pred.tags if pred.tokens == ex.tokens else None
-        spacy_out[name] = rows
-    (data / "spacy_predictions.json").write_text(json.dumps(spacy_out))
+    cmd_spacy(work, sets, teachers)
     counts = {
         "train": {
             "wnut16": len(wnut_train), "templates": len(tpl_train), "spacy_silver": len(silver),
@@ -85,6 +72,49 @@ def cmd_data(work: Path) -> None:
     }  # fmt: skip
     (data / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
     print(json.dumps(counts))
+
+
+def tags_from_spans(offsets: list, spans: list) -> list[str]:
+    """BIO tags of words (character ``offsets``) from character spans: a word overlapping a span
+    takes its type (the first word B-, the rest I-)."""
+    tags = ["O"] * len(offsets)
+    for s, e, label in sorted(spans):
+        inside = [i for i, (a, b) in enumerate(offsets) if a < e and b > s and tags[i] == "O"]
+        for k, i in enumerate(inside):
+            tags[i] = ("B-" if k == 0 else "I-") + label
+    return tags
+
+
+def cmd_spacy(work: Path, sets: dict | None = None, teachers: dict | None = None) -> None:
+    """The spaCy pipelines on the evaluation posts (German: no pipeline), as word tags."""
+    from mmner_data.models import trainingdata as td
+
+    data = work / "data"
+    if sets is None:
+        sets = {name: td.load_jsonl(data / f"{name}.jsonl") for name in EVAL_SETS}
+    teachers = teachers or td.load_teachers()
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, exs in sets.items():
+        rows = {}
+        for ex in exs:
+            nlp = teachers.get(ex.lang or "")
+            if nlp is None:
+                continue
+            text = ex.text or " ".join(ex.tokens)
+            offsets = ex.offsets or _offsets(text, ex.tokens)
+            rows[ex.id] = tags_from_spans(offsets, td.spacy_spans(nlp, text))
+        out[name] = rows
+    (data / "spacy_predictions.json").write_text(json.dumps(out))
+
+
+def _offsets(text: str, tokens: list[str]) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for t in tokens:
+        i = text.find(t, pos)
+        i = pos if i < 0 else i
+        out.append((i, i + len(t)))
+        pos = i + len(t)
+    return out
 
 
 def cmd_train(work: Path, arch: str, seed: int) -> None:
@@ -148,6 +178,8 @@ if __name__ == "__main__":
     cmd, work = sys.argv[1], Path(sys.argv[2])
     if cmd == "data":
         cmd_data(work)
+    elif cmd == "spacy":
+        cmd_spacy(work)
     elif cmd == "train":
         cmd_train(work, sys.argv[3], int(sys.argv[4]))
     elif cmd == "eval":

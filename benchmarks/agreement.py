@@ -30,10 +30,11 @@ from typing import Any
 from sklearn.metrics import cohen_kappa_score
 
 from mmner_data.agreement.load import load_from_export
-from mmner_data.agreement.metrics import agreement_report, tag_type
 from mmner_data.agreement.pipeline import adjudication_rows, select_items
 from mmner_data.agreement.report import write_report
+from mmner_data.agreement.sequences import tag_type
 from mmner_data.agreement.settings import AgreementSettings
+from mmner_data.agreement.summary import agreement_report
 
 SAMPLE = Path(__file__).resolve().parents[1] / "mmner_data/sample/data/posts.jsonl"
 CYCLE = {"PER": "ORG", "ORG": "LOC", "LOC": "MISC", "MISC": "PER"}

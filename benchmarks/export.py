@@ -13,8 +13,8 @@ import json
 import time
 
 from mmner_data.config import SAMPLE_DATA_DIR
-from mmner_data.export.gold import LabelledPost
 from mmner_data.export.records import build_record
+from mmner_data.labels import LabelledPost
 from mmner_data.schema import EntitySpan
 from mmner_data.text.tokenize import tokenize
 

@@ -13,6 +13,7 @@ them; an orphan file (killed between the two) is harmless and reused on the next
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -203,14 +204,56 @@ class StoreError(MmnerError):
     """The store cannot be opened or is in a state this version does not understand."""
 
 
+_ENVIRONMENTAL = ("readonly", "read-only", "disk", "full", "unable to open", "locked", "i/o")
+
+
+def _is_environmental(exc: sqlite3.OperationalError) -> bool:
+    """A database error the user's environment caused (permissions, disk), not a bug."""
+    return any(word in str(exc).lower() for word in _ENVIRONMENTAL)
+
+
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text.lower():
+        return "the store is read-only for this user (check the folder's permissions)"
+    return text
+
+
+def _store_error(root: Path, exc: sqlite3.OperationalError) -> Exception:
+    if not _is_environmental(exc):
+        return exc
+    return StoreError(f"cannot write to the store {root}: {_sqlite_reason(exc)}")
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class OutputError(MmnerError):
+    """An output file or folder cannot be written (a part of its path is a file, permissions...)."""
+
+
+def ensure_dir(folder: str | os.PathLike[str]) -> Path:
+    """``mkdir -p folder``; an OutputError (one line) when the user's filesystem says no."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(
+            f"cannot create the folder {path}: a part of its path is a file"
+        ) from None
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {path.parent}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -228,19 +271,86 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class CorpusStore:
-    """Open (creating or migrating) the store at ``root``."""
+    """Open (creating or migrating) the store at ``root``.
 
-    def __init__(self, root: str | os.PathLike[str]):
+    ``create=False`` is for stages that only make sense on a collected store (export, stats,
+    agreement...): a missing store is a :class:`StoreError` instead of a new, empty one. A store
+    the user cannot write to opens read-only (reads work; the first write is a StoreError). Every
+    condition the user can fix (a ``--store`` that is a file, a folder that cannot be created, a
+    file that is not a database, a read-only or full disk) is a one-line StoreError.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.images_dir = self.root / IMAGES_DIR
         self.db_path = self.root / DB_NAME
-        self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the store {self.root} is a file; a store is a folder")
+        if not self.db_path.exists():
+            if not create:
+                raise StoreError(
+                    f"no corpus store at {self.root} (no {DB_NAME}); run `mmner-data collect` "
+                    "first or point --store at a collected store"
+                )
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise StoreError(
+                    f"cannot create the store {self.root}: a part of its path is a file"
+                ) from None
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the store {self.root}: {exc.strerror or exc}"
+                ) from None
+        elif not self.db_path.is_file():
+            raise StoreError(f"{self.db_path} is not a file")
+        self.read_only = not os.access(self.root, os.W_OK) or (
+            self.db_path.exists() and not os.access(self.db_path, os.W_OK)
+        )
+        try:
+            self.conn = self._connect()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the store {self.db_path}: {exc}") from None
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(
+                f"cannot open the store {self.db_path}: {_sqlite_reason(exc)}"
+            ) from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = self.db_path.resolve().as_uri()
+            try:
+                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+                conn.execute("PRAGMA user_version").fetchone()
+            except sqlite3.OperationalError:  # a WAL database in a folder we cannot write
+                conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        else:
+            conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA user_version").fetchone()  # "file is not a database" here
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def require_writable(self, what: str = "this command") -> None:
+        """Raise StoreError if the store is read-only (before a stage starts writing)."""
+        if self.read_only:
+            raise StoreError(
+                f"the store {self.root} is read-only for this user; {what} writes to it "
+                "(check the folder's permissions, or copy the store)"
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -263,6 +373,8 @@ class CorpusStore:
                 f"{self.db_path} has schema v{current}; this mmner-data understands up to "
                 f"v{SCHEMA_VERSION}. Upgrade mmner-data."
             )
+        if current < SCHEMA_VERSION:
+            self.require_writable("opening it with this version (a schema upgrade)")
         for version in range(current, SCHEMA_VERSION):
             with self.transaction() as conn:
                 for statement in _split_sql(MIGRATIONS[version]):
@@ -271,15 +383,37 @@ class CorpusStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception (KeyboardInterrupt too)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception (KeyboardInterrupt too).
+
+        A read-only store, a full disk or an image folder that cannot be written is a
+        :class:`StoreError` (one line, nothing written); other database errors are bugs.
+        """
+        self.require_writable()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _store_error(self.root, exc) from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_environmental(exc):
+                raise _store_error(self.root, exc) from None
+            if isinstance(exc, PermissionError | IsADirectoryError | NotADirectoryError) or (
+                isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+            ):
+                raise StoreError(
+                    f"cannot write to the store {self.root}: {exc.strerror or exc}"
+                ) from None
             raise
         else:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise _store_error(self.root, exc) from None
 
     # -- meta ------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -24,8 +24,8 @@ def collected_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Tests that write to the store must use ``sample_store`` (a private copy) instead.
     """
-    from mmner_data.recipes import open_recipe
     from mmner_data.collect.pipeline import run_collect
+    from mmner_data.recipes import open_recipe
     from mmner_data.store import CorpusStore
 
     os.environ.setdefault("MMNER_PSEUDONYM_SALT", "test-salt")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mmner_data.agreement.load import LoadError, load_from_export, load_from_store
-from mmner_data.agreement.metrics import AgreementError
 from mmner_data.agreement.pipeline import run_agreement, run_on_export, select_items
+from mmner_data.agreement.sequences import AgreementError
 from mmner_data.agreement.settings import AgreementSettings, build_agreement_settings
 from mmner_data.config import RecipeError
 from mmner_data.store import CorpusStore

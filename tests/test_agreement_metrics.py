@@ -33,7 +33,7 @@ from mmner_data.agreement import (
     type_confusion,
     write_report,
 )
-from mmner_data.agreement.metrics import (
+from mmner_data.agreement.sequences import (
     DEGENERATE_NOTE,
     NO_SPANS_NOTE,
     NO_TOKENS_EXCL_NOTE,

@@ -18,17 +18,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from mmner_data.agreement.metrics import AgreementError
-from mmner_data.agreement.pipeline import (
-    review_queue,
-    run_agreement,
-    run_on_export,
-    write_review_gold,
-)
+from mmner_data.agreement.pipeline import review_queue, run_agreement, run_on_export
 from mmner_data.agreement.report import render_markdown
 from mmner_data.agreement.settings import AgreementSettings
 from mmner_data.cli import app
+from mmner_data.labels import LabelError, write_review_gold
 from mmner_data.store import CorpusStore
+from mmner_data.text.spans import SpanError
 
 SAMPLE_POSTS = Path(__file__).resolve().parents[1] / "mmner_data/sample/data/posts.jsonl"
 PROJECT = "http://ls.test#7"
@@ -507,11 +503,11 @@ def test_usage_errors(sample_store: Path, tmp_path: Path) -> None:
 def test_write_review_gold_validates(sample_store: Path, posts: list[dict[str, Any]]) -> None:
     p = en001(posts)
     with CorpusStore(sample_store) as st:
-        with pytest.raises(AgreementError, match="not an e-mail"):
+        with pytest.raises(LabelError, match="not an e-mail"):
             write_review_gold(st, p["post_id"], [], "ann@example.org")
-        with pytest.raises(AgreementError, match="unknown post"):
+        with pytest.raises(LabelError, match="unknown post"):
             write_review_gold(st, "nope:1", [], "ls:1")
-        with pytest.raises(ValueError, match="not one of"):
+        with pytest.raises(SpanError, match="not one of"):
             write_review_gold(
                 st, p["post_id"], [{"start": 21, "end": 35, "label": "X"}], "ls:1", labels=TYPES
             )

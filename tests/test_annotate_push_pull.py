@@ -29,11 +29,12 @@ from ls_fixture import LabelStudioServer, invite_annotator, served_tmp_dir
 from typer.testing import CliRunner
 
 from mmner_data.annotate.client import LSClient
-from mmner_data.annotate.convert import Span, spans_to_tags
 from mmner_data.annotate.push import PushError, run_push
 from mmner_data.annotate.settings import build_annotate_settings
 from mmner_data.cli import app
+from mmner_data.schema import EntitySpan
 from mmner_data.store import CorpusStore
+from mmner_data.text.spans import spans_to_tags
 from mmner_data.text.tokenize import tokenize
 
 pytest_plugins = ["ls_fixture"]
@@ -432,7 +433,7 @@ def test_bad_url_token_and_label_config_are_one_line_errors(
 # -- pull -------------------------------------------------------------------------------------
 
 
-def _submit(annotator, task_id: int, text: str, spans: list[Span], lead: float = 2.0) -> int:  # type: ignore[no-untyped-def]
+def _submit(annotator, task_id: int, text: str, spans: list[EntitySpan], lead: float = 2.0) -> int:  # type: ignore[no-untyped-def]
     result = [
         {
             "from_name": "label",
@@ -472,7 +473,7 @@ def test_two_annotators_pull_bio_and_repull_updates_one(
     alice_ids = {}
     for k, task in enumerate(tasks):
         text = task.data["text"]
-        spans = [Span(e["start"], e["end"], e["label"]) for e in gold[text]]
+        spans = [EntitySpan(e["start"], e["end"], e["label"]) for e in gold[text]]
         alice_ids[task.data["post_id"]] = _submit(alice, task.id, text, spans, lead=3.5)
         expected[(task.data["post_id"], f"ls:{alice.id}")] = spans_to_tags(
             text, tokenize(text), spans
@@ -486,9 +487,9 @@ def test_two_annotators_pull_bio_and_repull_updates_one(
             continue
         # bob drops the last entity and cuts the first one short by a character
         first = spans[0]
-        bob_spans = [Span(first.start, first.end - 1, first.label), *spans[1:-1]]
+        bob_spans = [EntitySpan(first.start, first.end - 1, first.label), *spans[1:-1]]
         _submit(bob, task.id, text, bob_spans)
-        snapped = [Span(first.start, first.end, first.label), *spans[1:-1]]
+        snapped = [EntitySpan(first.start, first.end, first.label), *spans[1:-1]]
         expected[(task.data["post_id"], f"ls:{bob.id}")] = spans_to_tags(
             text, tokenize(text), snapped
         )
@@ -582,7 +583,7 @@ def test_review_queue_shows_each_annotators_spans(
     task = next(t for t in tasks if t.data["post_id"] == posts[0][0])
     text = posts[0][1]
     first = tokenize(text)[0]
-    _submit(reviewer, task.id, text, [Span(first.start, first.end, "ORG")])
+    _submit(reviewer, task.id, text, [EntitySpan(first.start, first.end, "ORG")])
     pulled = _pull(store_dir, title, "--queue", "review")
     assert (pulled["new"], pulled["reviewed_gold"]) == (1, 1)
     with _db(store_dir) as db:

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmner_data.annotate.convert import Span, spans_to_tags
 from mmner_data.annotate.label_config import (
     LabelConfigError,
     check_config,
@@ -29,6 +28,7 @@ from mmner_data.annotate.push import (
 from mmner_data.annotate.settings import build_annotate_settings
 from mmner_data.config import RecipeError
 from mmner_data.schema import EntitySpan
+from mmner_data.text.spans import spans_to_tags
 from mmner_data.text.tokenize import tokenize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,14 +211,14 @@ def test_pull_conversion_matches_the_converters(words, seps, picks) -> None:  # 
     """LS regions on token boundaries come back as the same spans and the converters' tags."""
     text = "".join(w + s for w, s in zip(words, seps, strict=False)).rstrip()
     tokens = tokenize(text)
-    spans: list[Span] = []
+    spans: list[EntitySpan] = []
     taken: set[int] = set()
     for first, n, label in picks:
         idx = range(first, min(first + n, len(tokens)))
         if not idx or taken & set(idx):
             continue
         taken |= set(idx)
-        spans.append(Span(tokens[idx[0]].start, tokens[idx[-1]].end, label))
+        spans.append(EntitySpan(tokens[idx[0]].start, tokens[idx[-1]].end, label))
     result = [_region(s.start, s.end, text, s.label) for s in spans]
     assert region_spans(text, result) == sorted(spans)
     conv = convert_annotation(text, result, DEFAULT_TYPES)

@@ -152,6 +152,8 @@ def _small_recipe(tmp_path: Path) -> Path:
     return _write(
         tmp_path / "small.yaml",
         "name: small\nsources:\n  - {name: mine, type: jsonl, path: '${RECIPE_DIR}/posts.jsonl'}\n"
+        # the images live in the bundled sample's folder, outside the posts file's own folder
+        "url_policy: {local_roots: ['${SAMPLE_DATA}']}\n"
         "langid: {low_accuracy: true}\n",
     )
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mmner_data.annotate.convert import (
-    Span,
+from mmner_data.schema import EntitySpan
+from mmner_data.text.spans import (
     SpanError,
     TagError,
     align_to_text,
@@ -24,11 +24,11 @@ from mmner_data.annotate.convert import (
 from mmner_data.text.tokenize import Token, tokenize
 
 
-def _span(text: str, needle: str, label: str, occurrence: int = 0) -> Span:
+def _span(text: str, needle: str, label: str, occurrence: int = 0) -> EntitySpan:
     start = -1
     for _ in range(occurrence + 1):
         start = text.index(needle, start + 1)
-    return Span(start, start + len(needle), label)
+    return EntitySpan(start, start + len(needle), label)
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def test_bioes_golden() -> None:
 def test_adjacent_same_label_entities_stay_separate() -> None:
     text = "Paris Berlin"
     tokens = tokenize(text)
-    spans = [Span(0, 5, "LOC"), Span(6, 12, "LOC")]
+    spans = [EntitySpan(0, 5, "LOC"), EntitySpan(6, 12, "LOC")]
     assert spans_to_tags(text, tokens, spans) == ["B-LOC", "B-LOC"]
     assert tags_to_spans(tokens, ["B-LOC", "B-LOC"]) == spans
 
@@ -95,9 +95,9 @@ def test_adjacent_same_label_entities_stay_separate() -> None:
 def test_labels_with_hyphens() -> None:
     text = "Tour de France"
     tokens = tokenize(text)
-    tags = spans_to_tags(text, tokens, [Span(0, 14, "MISC-EVENT")], scheme="BIOES")
+    tags = spans_to_tags(text, tokens, [EntitySpan(0, 14, "MISC-EVENT")], scheme="BIOES")
     assert tags == ["B-MISC-EVENT", "I-MISC-EVENT", "E-MISC-EVENT"]
-    assert tags_to_spans(tokens, tags, "BIOES") == [Span(0, 14, "MISC-EVENT")]
+    assert tags_to_spans(tokens, tags, "BIOES") == [EntitySpan(0, 14, "MISC-EVENT")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,7 +109,9 @@ TOKENS = tokenize(TEXT)  # Jean-Luc visite l' Élysée à Paris 🇫🇷 demain
 
 def test_whitespace_is_trimmed() -> None:
     s = TEXT.index("Paris")
-    assert snap_span(TEXT, TOKENS, Span(s - 1, s + 6, "LOC"), "strict") == Span(s, s + 5, "LOC")
+    assert snap_span(TEXT, TOKENS, EntitySpan(s - 1, s + 6, "LOC"), "strict") == EntitySpan(
+        s, s + 5, "LOC"
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,7 +129,7 @@ def test_whitespace_is_trimmed() -> None:
 def test_snap_rules(needle_start: str, needle_end: str, snap: str, expected: str) -> None:
     start = TEXT.index(needle_start)
     end = TEXT.index(needle_end) + len(needle_end)
-    got = snap_span(TEXT, TOKENS, Span(start, end, "X"), snap)
+    got = snap_span(TEXT, TOKENS, EntitySpan(start, end, "X"), snap)
     assert got.text_in(TEXT) == expected
     assert got.label == "X"
 
@@ -135,18 +137,18 @@ def test_snap_rules(needle_start: str, needle_end: str, snap: str, expected: str
 def test_strict_rejects_partial_tokens() -> None:
     s = TEXT.index("Luc")
     with pytest.raises(SpanError, match="token boundaries"):
-        snap_span(TEXT, TOKENS, Span(s, s + 3, "PER"), "strict")
+        snap_span(TEXT, TOKENS, EntitySpan(s, s + 3, "PER"), "strict")
 
 
 def test_contract_without_whole_token_is_an_error() -> None:
     s = TEXT.index("Luc")
     with pytest.raises(SpanError, match="no whole token"):
-        snap_span(TEXT, TOKENS, Span(s, s + 3, "PER"), "contract")
+        snap_span(TEXT, TOKENS, EntitySpan(s, s + 3, "PER"), "contract")
 
 
 def test_unknown_snap_and_scheme() -> None:
     with pytest.raises(ValueError, match="snap"):
-        snap_span(TEXT, TOKENS, Span(0, 4, "PER"), "grow")
+        snap_span(TEXT, TOKENS, EntitySpan(0, 4, "PER"), "grow")
     with pytest.raises(ValueError, match="scheme"):
         spans_to_tags(TEXT, TOKENS, [], scheme="IOB1")
     with pytest.raises(ValueError, match="scheme"):
@@ -159,9 +161,14 @@ def test_unknown_snap_and_scheme() -> None:
 
 @pytest.mark.parametrize(
     "span",
-    [Span(-1, 3, "PER"), Span(0, len(TEXT) + 1, "PER"), Span(5, 5, "PER"), Span(6, 2, "PER")],
+    [
+        EntitySpan(-1, 3, "PER"),
+        EntitySpan(0, len(TEXT) + 1, "PER"),
+        EntitySpan(5, 5, "PER"),
+        EntitySpan(6, 2, "PER"),
+    ],
 )
-def test_out_of_range_or_empty(span: Span) -> None:
+def test_out_of_range_or_empty(span: EntitySpan) -> None:
     with pytest.raises(SpanError, match="empty or out of range"):
         spans_to_tags(TEXT, TOKENS, [span])
 
@@ -169,11 +176,11 @@ def test_out_of_range_or_empty(span: Span) -> None:
 def test_whitespace_only_span() -> None:
     s = TEXT.index(" visite")
     with pytest.raises(SpanError, match="only whitespace"):
-        spans_to_tags(TEXT, TOKENS, [Span(s, s + 1, "PER")])
+        spans_to_tags(TEXT, TOKENS, [EntitySpan(s, s + 1, "PER")])
 
 
 def test_overlap_names_both_spans() -> None:
-    a, b = Span(0, 15, "PER"), Span(9, 24, "LOC")
+    a, b = EntitySpan(0, 15, "PER"), EntitySpan(9, 24, "LOC")
     with pytest.raises(SpanError, match="overlapping") as err:
         spans_to_tags(TEXT, TOKENS, [a, b])
     assert str(a) in str(err.value) and str(b) in str(err.value)
@@ -189,12 +196,12 @@ def test_nested_spans_are_rejected() -> None:
 
 def test_same_offsets_different_labels_are_rejected() -> None:
     with pytest.raises(SpanError, match="overlapping"):
-        spans_to_tags(TEXT, TOKENS, [Span(0, 8, "PER"), Span(0, 8, "ORG")])
+        spans_to_tags(TEXT, TOKENS, [EntitySpan(0, 8, "PER"), EntitySpan(0, 8, "ORG")])
 
 
 def test_spans_colliding_after_snapping() -> None:
     # "Jean" and "Luc" do not overlap, but both expand to the single token "Jean-Luc".
-    a, b = Span(0, 4, "PER"), Span(5, 8, "PER")
+    a, b = EntitySpan(0, 4, "PER"), EntitySpan(5, 8, "PER")
     with pytest.raises(SpanError, match="once snapped") as err:
         spans_to_tags(TEXT, TOKENS, [a, b])
     assert str(a) in str(err.value) and str(b) in str(err.value)
@@ -202,7 +209,7 @@ def test_spans_colliding_after_snapping() -> None:
 
 def test_exact_duplicates_are_merged() -> None:
     s = _span(TEXT, "Paris", "LOC")
-    padded = Span(s.start - 1, s.end, "LOC")  # the same entity once trimmed
+    padded = EntitySpan(s.start - 1, s.end, "LOC")  # the same entity once trimmed
     assert spans_to_tags(TEXT, TOKENS, [s, s, padded]) == spans_to_tags(TEXT, TOKENS, [s])
 
 
@@ -211,7 +218,7 @@ def test_labels_are_validated() -> None:
     with pytest.raises(SpanError, match="CITY"):
         spans_to_tags(TEXT, TOKENS, [s], labels={"PER", "LOC", "ORG", "MISC"})
     with pytest.raises(SpanError, match="label"):
-        spans_to_tags(TEXT, TOKENS, [Span(s.start, s.end, "")])
+        spans_to_tags(TEXT, TOKENS, [EntitySpan(s.start, s.end, "")])
     tags = spans_to_tags(TEXT, TOKENS, [_span(TEXT, "Paris", "LOC")], labels={"LOC"})
     assert tags.count("B-LOC") == 1
 
@@ -266,8 +273,8 @@ def test_tags_to_spans_length_mismatch() -> None:
 def test_tags_to_spans_reads_invalid_bio_leniently() -> None:
     tokens = tokenize("a b c d")
     assert tags_to_spans(tokens, ["I-PER", "I-PER", "O", "I-LOC"]) == [
-        Span(0, 3, "PER"),
-        Span(6, 7, "LOC"),
+        EntitySpan(0, 3, "PER"),
+        EntitySpan(6, 7, "LOC"),
     ]
 
 
@@ -305,16 +312,18 @@ texts = st.lists(
 
 
 @st.composite
-def aligned_spans(draw: st.DrawFn) -> tuple[str, list[Token], list[Span]]:
+def aligned_spans(draw: st.DrawFn) -> tuple[str, list[Token], list[EntitySpan]]:
     """A text, its tokens and non-overlapping token-aligned spans."""
     text = draw(texts)
     tokens = tokenize(text)
     assume(tokens)
     cuts = sorted(draw(st.sets(st.integers(0, len(tokens)), max_size=2 * len(tokens) + 2)))
-    spans: list[Span] = []
+    spans: list[EntitySpan] = []
     for i, j in zip(cuts[::2], cuts[1::2], strict=False):
         if draw(st.booleans()) or not spans:
-            spans.append(Span(tokens[i].start, tokens[j - 1].end, draw(st.sampled_from(LABELS))))
+            spans.append(
+                EntitySpan(tokens[i].start, tokens[j - 1].end, draw(st.sampled_from(LABELS)))
+            )
     return text, tokens, spans
 
 
@@ -332,7 +341,7 @@ def valid_tags(draw: st.DrawFn) -> list[str]:
     st.sampled_from(["expand", "contract", "strict"]),
 )
 def test_spans_tags_spans_roundtrip(
-    case: tuple[str, list[Token], list[Span]], scheme: str, snap: str
+    case: tuple[str, list[Token], list[EntitySpan]], scheme: str, snap: str
 ) -> None:
     text, tokens, spans = case
     tags = spans_to_tags(text, tokens, spans, scheme=scheme, snap=snap)
@@ -416,7 +425,7 @@ def test_expand_always_yields_valid_tags_containing_the_spans(
             max_size=4,
         )
     )
-    spans = [Span(min(a, b), max(a, b), lab) for a, b, lab in raw if a != b]
+    spans = [EntitySpan(min(a, b), max(a, b), lab) for a, b, lab in raw if a != b]
     # Oracle, computed independently of the implementation.
     trimmed = [_trimmed(text, sp.start, sp.end) for sp in spans]
     if any(t is None for t in trimmed):
@@ -449,7 +458,7 @@ def test_contract_stays_inside_the_span(text: str, data: st.DataObject) -> None:
     a = data.draw(st.integers(0, len(text) - 1))
     b = data.draw(st.integers(a + 1, len(text)))
     try:
-        got = snap_span(text, tokens, Span(a, b, "PER"), "contract")
+        got = snap_span(text, tokens, EntitySpan(a, b, "PER"), "contract")
     except SpanError:
         assert not any(a <= t.start and t.end <= b for t in tokens)
         return

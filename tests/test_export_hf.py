@@ -21,7 +21,6 @@ from export_helpers import (
 )
 from typer.testing import CliRunner
 
-from mmner_data.annotate.convert import tags_to_spans
 from mmner_data.cli import app
 from mmner_data.export.pipeline import ExportError, group_posts, run_export
 from mmner_data.export.records import bio_names, export_id
@@ -29,6 +28,7 @@ from mmner_data.export.settings import build_export_settings
 from mmner_data.export.splits import SplitItem, assign_splits
 from mmner_data.export.twitter2015 import read_twitter2015
 from mmner_data.store import CorpusStore, utcnow
+from mmner_data.text.spans import tags_to_spans
 from mmner_data.text.tokenize import Token
 
 SALT = "test-salt"  # set by tests/conftest.py's collected_sample fixture
@@ -291,7 +291,7 @@ def test_near_duplicates_kept_by_a_loose_collect_never_cross_splits(sample_store
         }
         _export(st, tmp_path / "x", seed=5)
         ids = _ids(st)
-        from mmner_data.export.gold import select_labels
+        from mmner_data.labels import select_labels
 
         posts = select_labels(st).posts
     recs = {r["id"]: r for r in sample_records()}

@@ -7,7 +7,6 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmner_data.annotate.convert import Span, spans_to_tags, tags_to_spans
 from mmner_data.collect.pipeline import pseudonym
 from mmner_data.export.pseudonymise import (
     OffsetMap,
@@ -17,6 +16,8 @@ from mmner_data.export.pseudonymise import (
     pseudonymise,
     reduce_url,
 )
+from mmner_data.schema import EntitySpan
+from mmner_data.text.spans import spans_to_tags, tags_to_spans
 from mmner_data.text.tokenize import tokenize
 
 SALT = "s3cret"
@@ -74,7 +75,7 @@ def test_entity_spans_keep_their_text_through_replacements():
     text = "Thanks @kat_roasts! Monmouth Coffee https://x.example.com/p is near Borough Market"
     tokens = tokenize(text)
     gold = [
-        Span(text.index(w), text.index(w) + len(w), label)
+        EntitySpan(text.index(w), text.index(w) + len(w), label)
         for w, label in (("Monmouth Coffee", "ORG"), ("Borough Market", "LOC"))
     ]
     tags = spans_to_tags(text, tokens, gold)

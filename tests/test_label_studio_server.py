@@ -14,7 +14,8 @@ import httpx
 import pytest
 from ls_fixture import LabelStudioServer, invite_annotator, ls_script
 
-from mmner_data.annotate.convert import Span, align_to_text, spans_to_tags, tags_to_spans
+from mmner_data.schema import EntitySpan
+from mmner_data.text.spans import align_to_text, spans_to_tags, tags_to_spans
 from mmner_data.text.tokenize import tokenize
 
 pytest_plugins = ["ls_fixture"]
@@ -83,9 +84,9 @@ def test_sdk_roundtrip_project_task_annotation(ls_client, project) -> None:  # t
 
     tokens = tokenize(text)
     spans = [
-        Span(text.index("Jean-Luc"), text.index(" visite"), "PER"),
-        Span(text.index("Élysée"), text.index(" à"), "LOC"),
-        Span(text.index("Paris"), text.index("Paris") + 5, "LOC"),
+        EntitySpan(text.index("Jean-Luc"), text.index(" visite"), "PER"),
+        EntitySpan(text.index("Élysée"), text.index(" à"), "LOC"),
+        EntitySpan(text.index("Paris"), text.index("Paris") + 5, "LOC"),
     ]
     result = [
         {
@@ -103,7 +104,7 @@ def test_sdk_roundtrip_project_task_annotation(ls_client, project) -> None:  # t
     for region in annotation.result:
         value = region["value"]
         start, end = align_to_text(text, value["start"], value["end"], value["text"])
-        pulled.append(Span(start, end, value["labels"][0]))
+        pulled.append(EntitySpan(start, end, value["labels"][0]))
     assert sorted(pulled) == spans  # code-point offsets come back unchanged
     tags = spans_to_tags(text, tokens, pulled, snap="strict")
     assert [t.text for t, tag in zip(tokens, tags, strict=True) if tag != "O"] == [

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _examples() -> list[NerExample]:
-    from mmner_data.annotate.convert import Span, spans_to_tags
+    from mmner_data.schema import EntitySpan
+    from mmner_data.text.spans import spans_to_tags
     from mmner_data.text.tokenize import tokenize
 
     out = []
@@ -42,7 +43,7 @@ def _examples() -> list[NerExample]:
         if p["expect"] != "kept":
             continue
         toks = tokenize(p["text"])
-        spans = [Span(e["start"], e["end"], e["label"]) for e in p["entities"]]
+        spans = [EntitySpan(e["start"], e["end"], e["label"]) for e in p["entities"]]
         out.append(
             NerExample(
                 id=p["id"],

@@ -14,10 +14,11 @@ import torch
 from typer.testing import CliRunner
 
 from mmner_data.cli import app
+from mmner_data.labels import write_sample_gold
 from mmner_data.models.config import ModelConfig, bio_labels
-from mmner_data.preannotate.predict import run_preannotate
 from mmner_data.models.model import NerModel
 from mmner_data.models.scratch import write_text_encoder, write_vision_encoder
+from mmner_data.preannotate.predict import run_preannotate
 from mmner_data.sample import load_sample_posts
 from mmner_data.store import CorpusStore
 
@@ -192,6 +193,12 @@ def test_cli_preannotate_json_and_errors(sample_store, models):
 
 def test_cli_train_evaluate_on_the_store(sample_store, models, tmp_path):
     out = tmp_path / "text-crf"
+    no_gold = runner.invoke(app, ["train", "--data", str(sample_store), "--output", str(out)])
+    assert no_gold.exit_code == 1  # never the bundled sample's labels unless asked for
+    assert "no labelled posts" in no_gold.output and not out.exists()
+    with CorpusStore(sample_store) as st:
+        written = write_sample_gold(st)
+    assert written["matched"] == written["inserted"] == 124
     base = [
         "--data",
         str(sample_store),

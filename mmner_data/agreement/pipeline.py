@@ -39,7 +39,7 @@ from mmner_data.agreement.summary import AgreementReport, SectionResult, agreeme
 from mmner_data.labels import AdjudicationRow, write_gold
 from mmner_data.schema import Annotation, EntitySpan
 from mmner_data.stage import recorded_run
-from mmner_data.store import CorpusStore, atomic_write_text
+from mmner_data.store import CorpusStore, atomic_write_text, ensure_dir
 from mmner_data.text.spans import SpanError, spans_to_tags
 from mmner_data.text.tokenize import Token, tokenize
 
@@ -447,11 +447,11 @@ def run_on_loaded(
         result.adjudication = _adjudication_summary(rows, sel)
     if dry_run:
         return result
+    ensure_dir(out_dir)  # before the store is written: an --out under a file changes nothing
     if result.adjudication is not None and store is not None:
         result.adjudication["written"] = write_gold(store, rows)
         if progress:
             progress("agreement: adjudicate", len(rows), len(rows))
-    out_dir.mkdir(parents=True, exist_ok=True)
     if result.adjudication is not None and store is None:
         path = out_dir / "adjudication.jsonl"
         atomic_write_text(

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from mmner_data.agreement.sequences import ALL_TOKENS, EXCLUDING_ALL_O, MODES, VARIANTS, Score
 from mmner_data.agreement.summary import AgreementReport, SectionResult
+from mmner_data.store import ensure_dir
 
 HEADLINE_MODE = "type"
 HEADLINE_VARIANT = EXCLUDING_ALL_O
@@ -296,7 +297,7 @@ def write_report(
     to the markdown.
     """
     paths = report_paths(out_dir, stem)
-    paths.json.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(paths.json.parent)
     data = result.to_dict()
     if extra_json is not None:
         data["run"] = dict(extra_json)

@@ -29,6 +29,7 @@ from mmner_data.annotate.label_config import (
 )
 from mmner_data.annotate.settings import AnnotateSettings
 from mmner_data.errors import MmnerError
+from mmner_data.labels import eligible_posts
 from mmner_data.schema import EntitySpan, spans_from_json
 from mmner_data.store import CorpusStore, utcnow
 
@@ -156,15 +157,17 @@ def local_files_url(document_root: Path, image: Path) -> str:
 
 
 def select_posts(store: CorpusStore, queue: str) -> list[PostItem]:
-    """The posts to push: kept ones (and kept by ``filter`` when it ran), or the review queue."""
-    images = {
-        r["post_id"]: r["path"]
-        for r in store.query(
-            "SELECT pi.post_id, i.path FROM post_images pi JOIN images i ON i.sha256 = pi.sha256 "
-            "WHERE pi.status = 'ok' ORDER BY pi.post_id, pi.position DESC"
-        )
-    }  # DESC: the first position wins, being written last
+    """The posts to push, in ingest order: the eligible ones (kept by ``collect``, and by
+    ``filter`` when it ran: :func:`mmner_data.labels.eligible_posts`), or the review queue."""
     if queue == "review":
+        images = {
+            r["post_id"]: r["path"]
+            for r in store.query(
+                "SELECT pi.post_id, i.path FROM post_images pi "
+                "JOIN images i ON i.sha256 = pi.sha256 "
+                "WHERE pi.status = 'ok' ORDER BY pi.post_id, pi.position DESC"
+            )
+        }  # DESC: the first position wins, being written last
         rows = store.query(
             "SELECT p.post_id, p.text, p.lang, a.reason FROM adjudication a "
             "JOIN posts p ON p.post_id = a.post_id WHERE a.status = 'review' "
@@ -176,13 +179,8 @@ def select_posts(store: CorpusStore, queue: str) -> list[PostItem]:
             )
             for r in rows
         ]
-    filtered = store.query("SELECT 1 FROM relevance_selection LIMIT 1")
-    join = "JOIN relevance_selection r ON r.post_id = p.post_id AND r.kept = 1 " if filtered else ""
-    rows = store.query(
-        f"SELECT p.post_id, p.text, p.lang FROM posts p {join}"
-        "WHERE p.status = 'kept' ORDER BY p.ingest_seq"
-    )
-    return [PostItem(r["post_id"], r["text"], r["lang"], images.get(r["post_id"])) for r in rows]
+    posts = sorted(eligible_posts(store).posts, key=lambda p: p.ingest_seq)
+    return [PostItem(p.post_id, p.text, p.lang, p.image_path) for p in posts]
 
 
 def latest_model_version(store: CorpusStore) -> str | None:

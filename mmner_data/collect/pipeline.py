@@ -513,7 +513,13 @@ def collect_lock(store: CorpusStore) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not POSIX: no lock, no sweeping
         yield
         return
-    fd = os.open(store.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    store.require_writable("collect/dedup")
+    try:
+        fd = os.open(store.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot take the collect lock in {store.root}: {exc.strerror or exc}"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -11,7 +11,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ from typing import Any
 from mmner_data.config import Recipe
 from mmner_data.errors import MmnerError
 from mmner_data.export.card import card_stats, read_agreement, render_card
-from mmner_data.export.gold import LabelledPost, LabelSelection, select_labels
 from mmner_data.export.records import ExportRecord, RecordError, bio_names, build_record
 from mmner_data.export.settings import SPLIT_NAMES, ExportSettings
 from mmner_data.export.splits import SplitItem, assign_splits, link_groups
+from mmner_data.labels import LabelledPost, LabelPolicy, LabelSelection, select_labels
 from mmner_data.stage import recorded_run
 from mmner_data.store import CorpusStore
 
@@ -56,6 +57,27 @@ class ExportResult:
             "hub_url": self.hub_url,
             "dry_run": self.dry_run,
         }
+
+
+def clip_scores(store: CorpusStore) -> tuple[dict[str, float], str | None]:
+    """CLIP scores per post (the filter selection's model, else the most recently used model)
+    and that model's id (None when nothing was scored)."""
+    sel = store.query("SELECT post_id, model_id, score FROM relevance_selection")
+    if sel:
+        models = Counter(r["model_id"] for r in sel)
+        model = models.most_common(1)[0][0]
+        scores = {r["post_id"]: r["score"] for r in sel if r["score"] is not None}
+        for r in store.query("SELECT post_id, score FROM relevance WHERE model_id=?", (model,)):
+            scores.setdefault(r["post_id"], r["score"])
+        return scores, model
+    row = store.query(
+        "SELECT model_id FROM relevance GROUP BY model_id ORDER BY MAX(scored_at) DESC LIMIT 1"
+    )
+    if not row:
+        return {}, None
+    model = row[0]["model_id"]
+    rows = store.query("SELECT post_id, score FROM relevance WHERE model_id=?", (model,))
+    return {r["post_id"]: r["score"] for r in rows}, model
 
 
 def default_out(store: CorpusStore, recipe: Recipe) -> Path:
@@ -100,6 +122,7 @@ def build_records(
     settings: ExportSettings,
     salt: str,
     progress: Progress | None = None,
+    scores: Mapping[str, float] | None = None,
 ) -> tuple[list[ExportRecord], list[str]]:
     records: list[ExportRecord] = []
     invalid: list[str] = []
@@ -107,7 +130,13 @@ def build_records(
     for post in selection.posts:
         try:
             records.append(
-                build_record(post, salt=salt, entity_types=recipe.entity_types, snap=settings.snap)
+                build_record(
+                    post,
+                    salt=salt,
+                    entity_types=recipe.entity_types,
+                    snap=settings.snap,
+                    clip_score=(scores or {}).get(post.post_id),
+                )
             )
         except RecordError as exc:
             invalid.append(str(exc))
@@ -159,26 +188,25 @@ def run_export(
 ) -> ExportResult:
     """Export the store's labelled posts (see the module and docs/export.md)."""
     out = Path(out or settings.out or default_out(store, recipe)).resolve()
-    selection = select_labels(
-        store,
+    policy = LabelPolicy(
         annotator=settings.annotator,
         include_silver=settings.include_silver,
         model_version=settings.model_version,
     )
+    selection = select_labels(store, policy)
     if not selection.posts:
-        looked = ["gold (adjudication)"]
-        looked.append(f"annotator {settings.annotator}" if settings.annotator else "")
-        looked.append("pre-annotations" if settings.include_silver else "")
         hint = [] if settings.include_silver else ["--include-silver for pre-annotations"]
         if not settings.annotator:
             hint.append("--annotator for one annotator's labels")
         raise ExportError(
             f"nothing to export: {selection.eligible} eligible post(s), none labelled by "
-            + ", ".join(x for x in looked if x)
+            + policy.describe()
             + (f" (try {' or '.join(hint)})" if hint else "")
         )
     salt = store.pseudonym_salt()
-    records, invalid = build_records(selection, recipe, settings, salt, progress)
+    scores, clip_model = clip_scores(store)
+    summary = {**selection.to_dict(), "clip_model": clip_model}
+    records, invalid = build_records(selection, recipe, settings, salt, progress, scores)
     if not records:
         raise ExportError(f"nothing to export: all {len(invalid)} labelled post(s) are invalid")
     groups = group_posts(selection.posts, recipe, leakage_check=settings.leakage_check)
@@ -187,14 +215,14 @@ def run_export(
         s: {lang: sum(r.lang == lang for r in recs) for lang in sorted({r.lang for r in recs})}
         for s, recs in by_split.items()
     }
-    result = ExportResult(out, selection.to_dict(), counts, invalid, dry_run=dry_run)
+    result = ExportResult(out, summary, counts, invalid, dry_run=dry_run)
     if dry_run:
         return result
 
     _check_destination(out)
     with recorded_run(store, "export", {**settings.model_dump(), "out": str(out)}) as rec:
         _write_export(
-            store, recipe, settings, out, recipe_text, progress, by_split, selection, result
+            store, recipe, settings, out, recipe_text, progress, by_split, summary, result
         )
         rec.finish(result)
     return result
@@ -208,7 +236,7 @@ def _write_export(
     recipe_text: str | None,
     progress: Progress | None,
     by_split: Any,
-    selection: Any,
+    selection: dict[str, Any],
     result: ExportResult,
 ) -> None:
     """Build the export beside ``out`` and rename it into place (never half-written)."""
@@ -244,7 +272,7 @@ def _write(
     tmp: Path,
     cache: Path,
     by_split: dict[str, list[ExportRecord]],
-    selection: LabelSelection,
+    selection: dict[str, Any],
     recipe: Recipe,
     settings: ExportSettings,
     recipe_text: str | None,
@@ -276,8 +304,8 @@ def _write(
         settings=settings.model_dump(mode="json"),
         agreement=read_agreement(store.root),
         recipe_text=recipe_text,
-        clip_model=selection.clip_model,
-        filter_applied=selection.filter_applied,
+        clip_model=selection["clip_model"],
+        filter_applied=selection["filter_applied"],
         parquet=settings.parquet,
         seed=settings.seed,
     )
@@ -290,7 +318,7 @@ def _write(
         "entity_types": list(recipe.entity_types),
         "ner_tags": bio_names(recipe.entity_types),
         "splits": {s: len(r) for s, r in by_split.items()},
-        "selection": selection.to_dict(),
+        "selection": selection,
         "stats": stats,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

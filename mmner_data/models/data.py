@@ -2,11 +2,12 @@
 
 Sources:
 
-* **a corpus store** (folder with ``corpus.sqlite``): kept posts with a gold layer, taken from
-  ``adjudication`` (status ``gold``), else ``annotations`` (submitted; the span set most
-  annotators gave, ties to the latest), else — for the bundled sample only — the sample's own
-  gold spans (matched by source id and exact text). Splits are made here, per language, from a
-  hash of the post id (stable as the store grows).
+* **a corpus store** (folder with ``corpus.sqlite``): its eligible posts with labels, selected by
+  :func:`mmner_data.labels.select_labels` (default policy: the store's gold, i.e. the
+  ``adjudication`` table; a :class:`~mmner_data.labels.LabelPolicy` can add one annotator's
+  labels). Nothing else is read: to train on the bundled sample's hand labels, write them into
+  the store first (``python -m mmner_data.labels sample-gold --store STORE``). Splits are made
+  here, per language, from a hash of the post id (stable as the store grows).
 * **an HF export** (folder written by ``DatasetDict.save_to_disk``) with columns ``id``,
   ``lang``, ``tokens``, ``ner_tags`` (``Sequence(ClassLabel)`` of BIO tags), ``image``
   (optional ``Image``) and ``text``; splits ``train`` / ``validation`` (or ``dev``) / ``test``.
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from PIL import Image as PILImage
 
 from mmner_data.errors import MmnerError
+from mmner_data.labels import LabelPolicy
 
 DEFAULT_SPLITS = (0.7, 0.15, 0.15)
 SPLIT_NAMES = ("train", "validation", "test")
@@ -74,8 +74,12 @@ def load_splits(
     *,
     entity_types: Sequence[str] | None = None,
     fractions: Sequence[float] = DEFAULT_SPLITS,
+    policy: LabelPolicy | None = None,
 ) -> tuple[dict[str, list[NerExample]], list[str]]:
-    """``({split: examples}, entity types)`` from a store or an HF export folder."""
+    """``({split: examples}, entity types)`` from a store or an HF export folder.
+
+    ``policy`` says which labels of a store to use (default: its gold only).
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data folder not found: {path}")
@@ -85,7 +89,15 @@ def load_splits(
         from mmner_data.store import CorpusStore
 
         with CorpusStore(path) as store:
-            examples = examples_from_store(store)
+            examples = examples_from_store(store, policy)
+        if not examples:
+            raise DataError(
+                f"{path}: no labelled posts in the store (looked at "
+                f"{(policy or LabelPolicy()).describe()}); run `mmner-data agreement` to "
+                "adjudicate annotations into gold, or export with --annotator and train on the "
+                "export; for a store of the bundled sample, `python -m mmner_data.labels "
+                "sample-gold --store STORE` writes the sample's hand labels as its gold"
+            )
         splits = split_by_hash(examples, fractions)
         types = entity_types_of(ex for s in splits.values() for ex in s)
     if entity_types:
@@ -126,85 +138,33 @@ def split_by_hash(
     return out
 
 
-def examples_from_store(store: Any, *, with_gold_only: bool = True) -> list[NerExample]:
-    """Kept posts with their gold layer (see the module docstring), word-tokenised."""
-    from mmner_data.annotate.convert import Span, spans_to_tags
+def examples_from_store(store: Any, policy: LabelPolicy | None = None) -> list[NerExample]:
+    """The store's labelled posts (see :func:`mmner_data.labels.select_labels`), word-tokenised."""
+    from mmner_data.labels import select_labels
+    from mmner_data.text.spans import SpanError, spans_to_tags
     from mmner_data.text.tokenize import tokenize
 
-    gold = gold_spans(store)
-    rows = store.query(
-        "SELECT p.post_id, p.lang, p.text, "
-        "(SELECT i.path FROM post_images pi JOIN images i ON i.sha256 = pi.sha256 "
-        " WHERE pi.post_id = p.post_id AND pi.status = 'ok' ORDER BY pi.position LIMIT 1) AS img "
-        "FROM posts p WHERE p.status = 'kept' ORDER BY p.post_id"
-    )
     out = []
-    for r in rows:
-        spans = gold.get(r["post_id"])
-        if spans is None and with_gold_only:
-            continue
-        text = r["text"]
-        tokens = tokenize(text)
-        tags = None
-        if spans is not None:
-            try:
-                tags = spans_to_tags(text, tokens, [Span(s, e, lab) for s, e, lab in spans])
-            except ValueError as exc:
-                raise DataError(f"post {r['post_id']}: gold spans do not convert: {exc}") from None
+    for post in select_labels(store, policy).posts:
+        tokens = tokenize(post.text)
+        try:
+            tags = spans_to_tags(post.text, tokens, post.spans)
+        except SpanError as exc:
+            raise DataError(
+                f"post {post.post_id}: {post.label_source} spans do not convert: {exc}"
+            ) from None
         out.append(
             NerExample(
-                id=r["post_id"],
+                id=post.post_id,
                 tokens=[t.text for t in tokens],
                 tags=tags,
-                lang=r["lang"],
-                text=text,
+                lang=post.lang,
+                text=post.text,
                 offsets=[(t.start, t.end) for t in tokens],
-                image=store.resolve_image(r["img"]) if r["img"] else None,
+                image=post.image_path,
+                meta={"label_source": post.label_source, "label_origin": post.label_origin},
             )
         )
-    return out
-
-
-def gold_spans(store: Any) -> dict[str, list[tuple[int, int, str]]]:
-    """Gold spans per post: adjudication gold, else annotations, else the bundled sample's."""
-    gold: dict[str, list[tuple[int, int, str]]] = {}
-    for r in store.query("SELECT post_id, spans_json FROM adjudication WHERE status = 'gold'"):
-        gold[r["post_id"]] = _spans(r["spans_json"])
-    votes: dict[str, Counter[tuple]] = {}
-    latest: dict[str, dict[tuple, str]] = {}
-    for r in store.query(
-        "SELECT post_id, spans_json, COALESCE(updated_at, created_at, pulled_at) AS t "
-        "FROM annotations WHERE status = 'submitted'"
-    ):
-        if r["post_id"] in gold:
-            continue
-        key = tuple(sorted(_spans(r["spans_json"])))
-        votes.setdefault(r["post_id"], Counter())[key] += 1
-        seen = latest.setdefault(r["post_id"], {})
-        seen[key] = max(seen.get(key, ""), r["t"] or "")
-    for post_id, counter in votes.items():
-        best = max(counter, key=lambda k: (counter[k], latest[post_id][k]))
-        gold[post_id] = list(best)
-    for post_id, spans in sample_gold(store).items():
-        gold.setdefault(post_id, spans)
-    return gold
-
-
-def _spans(spans_json: str) -> list[tuple[int, int, str]]:
-    return [(int(d["start"]), int(d["end"]), str(d["label"])) for d in json.loads(spans_json)]
-
-
-def sample_gold(store: Any) -> dict[str, list[tuple[int, int, str]]]:
-    """Gold of the bundled sample's posts found in the store (same source id, same text)."""
-    from mmner_data.sample import load_sample_posts, source_id
-
-    by_sid = {source_id(p): p for p in load_sample_posts()}
-    out: dict[str, list[tuple[int, int, str]]] = {}
-    for r in store.query("SELECT post_id, source_id, text FROM posts WHERE status = 'kept'"):
-        post = by_sid.get(r["source_id"])
-        if post is None or post["text"] != r["text"]:
-            continue
-        out[r["post_id"]] = [(e["start"], e["end"], e["label"]) for e in post["entities"]]
     return out
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Collection, Iterable, Sequence
+
 from mmner_data.errors import MmnerError
 from mmner_data.schema import EntitySpan
 from mmner_data.text.tokenize import Token
@@ -168,7 +169,9 @@ def check_tags(tags: Sequence[str], scheme: str = "BIO") -> None:
         raise TagError(f"{tags[-1]!r} at the end is not closed by E-{prev_l}")
 
 
-def tags_to_spans(tokens: Sequence[Token], tags: Sequence[str], scheme: str = "BIO") -> list[EntitySpan]:
+def tags_to_spans(
+    tokens: Sequence[Token], tags: Sequence[str], scheme: str = "BIO"
+) -> list[EntitySpan]:
     """Entities of a tag sequence as character spans, first token start to last token end.
 
     Invalid sequences are read leniently (see the module docstring); use :func:`check_tags`
@@ -231,7 +234,11 @@ def _trim(text: str, span: EntitySpan) -> EntitySpan:
 
 
 def _snap_trimmed(
-    tokens: Sequence[Token], starts: Sequence[int], span: EntitySpan, original: EntitySpan, snap: str
+    tokens: Sequence[Token],
+    starts: Sequence[int],
+    span: EntitySpan,
+    original: EntitySpan,
+    snap: str,
 ) -> EntitySpan:
     # Tokens touched: the first whose end is after span.start, up to the last starting before end.
     lo = bisect.bisect_right(starts, span.start) - 1
@@ -258,7 +265,9 @@ def _snap_trimmed(
     raise ValueError(f"unknown snap rule {snap!r}; expected one of {SNAPS}")
 
 
-def snap_span(text: str, tokens: Sequence[Token], span: EntitySpan, snap: str = "expand") -> EntitySpan:
+def snap_span(
+    text: str, tokens: Sequence[Token], span: EntitySpan, snap: str = "expand"
+) -> EntitySpan:
     """Trim ``span`` of whitespace and snap it onto token boundaries by the ``snap`` rule."""
     if snap not in SNAPS:
         raise ValueError(f"unknown snap rule {snap!r}; expected one of {SNAPS}")
@@ -313,7 +322,9 @@ def _check_label(span: EntitySpan, labels: Collection[str] | None) -> None:
         raise SpanError(f"span {span} has label {span.label!r}, not one of {sorted(labels)}")
 
 
-def _first_overlap(spans: Sequence[tuple[EntitySpan, EntitySpan]]) -> tuple[EntitySpan, EntitySpan] | None:
+def _first_overlap(
+    spans: Sequence[tuple[EntitySpan, EntitySpan]],
+) -> tuple[EntitySpan, EntitySpan] | None:
     """Two original spans whose (snapped) spans overlap, given pairs sorted by snapped span."""
     for (a, a_orig), (b, b_orig) in itertools.pairwise(spans):
         if b.start < a.end:
