@@ -213,3 +213,65 @@ def test_settings_from_recipe_section_and_overrides() -> None:
     ]:
         with pytest.raises(RecipeError, match=message):
             build_agreement_settings(section)
+
+
+# -- Label Studio offsets: code points by convention, UTF-16 only on evidence ---------------------
+
+EMOJI_TEXT = "🎉🎉 Macron in Paris"  # two astral characters: readings differ by 2 after them
+
+
+def _offsets_export(tmp_path: Path, regions: list[dict]) -> Path:
+    return write(tmp_path, [task([ann(1, 5, regions)], text=EMOJI_TEXT)])
+
+
+def test_offsets_without_text_are_code_points_and_counted_as_unverified(tmp_path: Path) -> None:
+    from mmner_data.agreement.load import load_from_export
+
+    loaded = load_from_export(_offsets_export(tmp_path, [region(3, 9, ["PER"], None)]))
+    (a,) = loaded.annotations
+    assert [(s.start, s.end) for s in a.spans] == [(3, 9)]
+    assert EMOJI_TEXT[3:9] == "Macron"
+    assert loaded.offsets == {"spans_read_as_codepoints_unverified": 1}
+    assert "read as code points" in loaded.warnings[0]
+
+
+def test_utf16_evidence_in_the_file_decides_the_quote_less_regions(tmp_path: Path) -> None:
+    from mmner_data.agreement.load import load_from_export
+
+    # an old client: UTF-16 offsets (each emoji counts 2); one region carries its text
+    regions = [region(5, 11, ["PER"], None), region(15, 20, ["LOC"], "Paris")]
+    loaded = load_from_export(_offsets_export(tmp_path, regions))
+    (a,) = loaded.annotations
+    assert sorted((EMOJI_TEXT[s.start : s.end], s.label) for s in a.spans) == [
+        ("Macron", "PER"),
+        ("Paris", "LOC"),
+    ]
+    assert loaded.offsets == {"spans_read_as_utf16_by_evidence": 1}
+
+
+def test_offsets_past_the_text_as_code_points_are_utf16(tmp_path: Path) -> None:
+    from mmner_data.agreement.load import load_from_export
+
+    n = len(EMOJI_TEXT)
+    loaded = load_from_export(_offsets_export(tmp_path, [region(n - 3, n + 2, ["LOC"], None)]))
+    (a,) = loaded.annotations
+    assert [EMOJI_TEXT[s.start : s.end] for s in a.spans] == ["Paris"]
+    assert loaded.offsets == {"spans_read_as_utf16_out_of_range": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([{"data": {"text": "a b"}, "annotations": [{"id": 1, "completed_by": 1, "result": 5}]}],
+         "'result' is a int"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ([{"data": {"text": "a b", "post_id": {"x": 1}}, "annotations": []}], "post_id"),
+    ],
+)  # fmt: skip
+def test_wrong_shapes_are_one_line_errors(tmp_path: Path, content: Any, message: str) -> None:
+    from mmner_data.agreement.load import LoadError, load_from_export
+
+    path = tmp_path / "export.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(LoadError, match=message):
+        load_from_export(path)

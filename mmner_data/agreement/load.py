@@ -5,6 +5,14 @@ and one :class:`~mmner_data.schema.Annotation` per annotator × post with charac
 everything downstream is one code path and the numbers are the same whichever the source.
 
 Annotators are named ``ls:<user id>`` in both: the Label Studio user id, never an e-mail.
+
+Offsets in a Label Studio export follow Label Studio's convention: code points (what Python
+indexes), since the front end stopped counting UTF-16 code units (label-studio#1559,
+label-studio-frontend#308); the two differ only after a character outside the BMP (most emoji).
+A region's ``value.text`` verifies its offsets (:func:`~mmner_data.text.spans.align_to_text`).
+A region without it, in a text with such characters, is read by the evidence of the same file
+(regions with ``value.text`` whose offsets only match as UTF-16 mean an old client), else as code
+points; such spans are counted and named in a warning, never silently guessed.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from typing import Any
 from mmner_data.agreement.sequences import AgreementError
 from mmner_data.schema import Annotation, EntitySpan
 from mmner_data.store import CorpusStore
-from mmner_data.text.spans import SpanError, align_to_text
+from mmner_data.text.spans import SpanError, _utf16_to_index, align_to_text
 
 STATUSES = ("submitted", "skipped", "cancelled")
 UNKNOWN_LANG = "und"
@@ -49,6 +57,9 @@ class LoadedAnnotations:
     posts: dict[str, PostText]
     annotations: list[Annotation]
     problems: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # how offsets without value.text were read (export files only): counts per interpretation
+    offsets: dict[str, int] = field(default_factory=dict)
 
 
 def annotator_id(completed_by: Any) -> str:
@@ -114,8 +125,88 @@ def load_from_store(store: CorpusStore) -> LoadedAnnotations:
 # --- a Label Studio JSON export ------------------------------------------------------------
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _has_astral(text: str) -> bool:
+    """True when code points and UTF-16 code units differ somewhere in ``text``."""
+    return any(ord(ch) > 0xFFFF for ch in text)
+
+
+def _utf16_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    s16, e16 = _utf16_to_index(text, start), _utf16_to_index(text, end)
+    if s16 is None or e16 is None or not 0 <= s16 <= e16:
+        return None
+    return s16, e16
+
+
+@dataclass
+class _Offsets:
+    """Evidence and decisions about offset units for one export file."""
+
+    codepoint_evidence: int = 0  # regions with value.text that match only as code points
+    utf16_evidence: int = 0  # … only as UTF-16 code units
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def note(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def observe(self, text: str, start: int, end: int, quote: str) -> None:
+        cp = 0 <= start <= end <= len(text) and text[start:end] == quote
+        u16 = _utf16_span(text, start, end)
+        as16 = u16 is not None and text[u16[0] : u16[1]] == quote
+        if cp and not as16:
+            self.codepoint_evidence += 1
+        elif as16 and not cp:
+            self.utf16_evidence += 1
+
+    def read(self, text: str, start: int, end: int) -> tuple[int, int]:
+        """Offsets without a quote, as code points unless the range or the file says UTF-16."""
+        if not _has_astral(text) or end <= _utf16_units_before_first_astral(text):
+            return start, end  # both readings agree
+        u16 = _utf16_span(text, start, end)
+        if u16 is not None and end > len(text):
+            self.note("spans_read_as_utf16_out_of_range")
+            return u16
+        if u16 is not None and self.utf16_evidence > self.codepoint_evidence:
+            self.note("spans_read_as_utf16_by_evidence")
+            return u16
+        if self.codepoint_evidence:
+            self.note("spans_read_as_codepoints_by_evidence")
+        else:
+            self.note("spans_read_as_codepoints_unverified")
+        return start, end
+
+    def warnings(self) -> list[str]:
+        out = []
+        n = self.counts.get("spans_read_as_codepoints_unverified", 0)
+        if n:
+            out.append(
+                f"{n} span(s) without value.text, after an emoji or other non-BMP character, were "
+                "read as code points (Label Studio's convention); nothing in the export confirms "
+                "it (an old client counting UTF-16 units would put them 1 character per emoji "
+                "further right): export with value.text to verify"
+            )
+        m = sum(v for k, v in self.counts.items() if k.startswith("spans_read_as_utf16"))
+        if m:
+            out.append(
+                f"{m} span(s) without value.text were read as UTF-16 code units (an old Label "
+                "Studio client): their code-point reading ran past the text or the file's other "
+                "regions match only that way"
+            )
+        return out
+
+
+def _utf16_units_before_first_astral(text: str) -> int:
+    for i, ch in enumerate(text):
+        if ord(ch) > 0xFFFF:
+            return i  # offsets up to the first astral character agree in both units
+    return len(text)
+
+
 def _region_spans(
-    region: Mapping[str, Any], text: str, where: str, problems: list[str]
+    region: Mapping[str, Any], text: str, where: str, problems: list[str], offsets: _Offsets
 ) -> list[EntitySpan]:
     """The character spans of one ``labels`` region (one per label; several labels overlap)."""
     value = region.get("value")
@@ -127,8 +218,11 @@ def _region_spans(
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         problems.append(f"{where}: region without labels")
         return []
-    if isinstance(start, bool) or not isinstance(start, int) or not isinstance(end, int):
+    if not _is_int(start) or not _is_int(end):
         problems.append(f"{where}: region without integer start/end offsets")
+        return []
+    if not 0 <= start < end or end > 4 * len(text) + 4:
+        problems.append(f"{where}: offsets {start}-{end} are outside the text")
         return []
     quote = value.get("text")
     if isinstance(quote, str) and quote:
@@ -137,11 +231,44 @@ def _region_spans(
         except SpanError as exc:
             problems.append(f"{where}: {exc}")
             return []
+    else:
+        start, end = offsets.read(text, start, end)
+        if end > len(text):
+            problems.append(f"{where}: offsets {start}-{end} run past the text")
+            return []
     return [EntitySpan(start, end, lab) for lab in labels]
 
 
+def _regions(a: Mapping[str, Any]) -> list[Any]:
+    result = a.get("result")
+    return result if isinstance(result, list) else []
+
+
+def _observe_file(tasks: list[Any], offsets: _Offsets) -> None:
+    """Collect offset-unit evidence from every region that carries its text."""
+    for task in tasks:
+        data = task.get("data") if isinstance(task, Mapping) else None
+        text = data.get("text") if isinstance(data, Mapping) else None
+        anns = task.get("annotations") if isinstance(task, Mapping) else None
+        if not isinstance(text, str) or not _has_astral(text) or not isinstance(anns, list):
+            continue
+        for a in anns:
+            for region in _regions(a) if isinstance(a, Mapping) else []:
+                value = region.get("value") if isinstance(region, Mapping) else None
+                if not isinstance(value, Mapping):
+                    continue
+                start, end, quote = value.get("start"), value.get("end"), value.get("text")
+                if _is_int(start) and _is_int(end) and isinstance(quote, str) and quote:
+                    offsets.observe(text, start, end, quote)
+
+
 def _task_annotations(
-    task: Mapping[str, Any], i: int, file_key: str, post: PostText, loaded: LoadedAnnotations
+    task: Mapping[str, Any],
+    i: int,
+    file_key: str,
+    post: PostText,
+    loaded: LoadedAnnotations,
+    offsets: _Offsets,
 ) -> None:
     anns = task.get("annotations")
     if not isinstance(anns, list):
@@ -157,12 +284,18 @@ def _task_annotations(
             annotator = annotator_id(a.get("completed_by"))
         except ValueError as exc:
             raise LoadError(f"annotation {key!r} (task #{i}): {exc}") from None
+        result = a.get("result")
+        if result is not None and not isinstance(result, list):
+            raise LoadError(
+                f"annotation {key!r} (task #{i}): 'result' is a {type(result).__name__}, "
+                "not a list of regions"
+            )
         problems: list[str] = []
         spans: list[EntitySpan] = []
-        for k, region in enumerate(a.get("result") or []):
+        for k, region in enumerate(result or []):
             if isinstance(region, Mapping) and region.get("type") == "labels":
                 where = f"item {post.post_id!r} (annotator {annotator!r}), region {k}"
-                spans += _region_spans(region, post.text, where, problems)
+                spans += _region_spans(region, post.text, where, problems, offsets)
         if problems:
             loaded.problems[key] = problems
         lead = a.get("lead_time")
@@ -175,10 +308,14 @@ def _task_annotations(
                 spans=tuple(spans),
                 origin="ls-export",
                 lead_time=float(lead) if isinstance(lead, int | float) else None,
-                created_at=a.get("created_at"),
-                updated_at=a.get("updated_at"),
+                created_at=_str_or_none(a.get("created_at")),
+                updated_at=_str_or_none(a.get("updated_at")),
             )
         )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def load_from_export(path: str | Path) -> LoadedAnnotations:
@@ -193,11 +330,17 @@ def load_from_export(path: str | Path) -> LoadedAnnotations:
         tasks = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LoadError(f"export file not found: {p}") from None
+    except IsADirectoryError:
+        raise LoadError(f"{p} is a folder, not a Label Studio JSON export file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LoadError(f"{p}: not a readable JSON file ({exc})") from None
+    except RecursionError:
+        raise LoadError(f"{p}: JSON nested too deeply to be a Label Studio export") from None
     if not isinstance(tasks, list):
         raise LoadError(f"{p}: a Label Studio JSON export is a list of tasks")
     loaded = LoadedAnnotations(f"export {p}", {}, [])
+    offsets = _Offsets()
+    _observe_file(tasks, offsets)
     for i, task in enumerate(tasks):
         if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
             raise LoadError(f"{p}: task #{i} has no 'data' object")
@@ -205,12 +348,21 @@ def load_from_export(path: str | Path) -> LoadedAnnotations:
         text = data.get("text")
         if not isinstance(text, str):
             raise LoadError(f"{p}: task #{i} has no data.text")
-        post_id = str(data.get("post_id") or f"ls-task:{task.get('id', i)}")
-        post = PostText(post_id, text, str(data.get("lang") or UNKNOWN_LANG).lower())
+        raw_id = data.get("post_id")
+        if raw_id is not None and not isinstance(raw_id, str | int):
+            raise LoadError(f"{p}: task #{i}: data.post_id is not a string")
+        task_id = task.get("id", i)
+        task_id = task_id if isinstance(task_id, str | int) else i
+        post_id = str(raw_id or f"ls-task:{task_id}")
+        lang = data.get("lang")
+        lang = lang.lower() if isinstance(lang, str) and lang else UNKNOWN_LANG
+        post = PostText(post_id, text, lang)
         known = loaded.posts.setdefault(post_id, post)
         if known.text != text:
             raise LoadError(f"{p}: post {post_id!r} appears in two tasks with different texts")
-        _task_annotations(task, i, p.name, known, loaded)
+        _task_annotations(task, i, p.name, known, loaded, offsets)
+    loaded.offsets = dict(sorted(offsets.counts.items()))
+    loaded.warnings += offsets.warnings()
     return loaded
 
 

@@ -139,7 +139,8 @@ def select_items(
         else:
             not_submitted.setdefault(a.post_id, set()).add(a.annotator)
     counts["items_with_submissions"] = len(by_post)
-    warnings: list[str] = []
+    counts.update(loaded.offsets)  # how offsets without value.text were read (exports)
+    warnings: list[str] = list(loaded.warnings)
     superseded = sum(len(v) - 1 for anns in by_post.values() for v in anns.values())
     if superseded:
         warnings.append(

@@ -181,8 +181,11 @@ def user_errors() -> Iterator[None]:
         raise
 
 
-def open_store(recipe: Any, store: Path | None) -> Any:
-    """The corpus store named by ``--store`` or the recipe's ``store``."""
+def open_store(recipe: Any, store: Path | None, *, create: bool = True) -> Any:
+    """The corpus store named by ``--store`` or the recipe's ``store``.
+
+    ``create=False``: a missing store is a one-line error, not a new empty store.
+    """
     from mmner_data.store import CorpusStore
 
-    return CorpusStore(store or Path(recipe.store))
+    return CorpusStore(store or Path(recipe.store), create=create)
