@@ -33,6 +33,8 @@ PY
 
 [ -f "$WORK/store/corpus.sqlite" ] ||
   mmner-data collect -r "$HERE/../recipes/sample.yaml" --store "$WORK/store" --no-progress --json >/dev/null
+# the sample's hand labels become the store's gold (method `sample`): load_splits reads only gold
+"$PY" -m mmner_data.labels sample-gold --store "$WORK/store" >/dev/null
 [ -f "$WORK/data/counts.json" ] || $NICE "$PY" "$HERE/build_model.py" data "$WORK"
 
 names=()

@@ -83,7 +83,9 @@ def main(work: Path, seeds: list[str]) -> str:
                 preds = json.loads((d / "predictions.json").read_text())
                 runs.setdefault(arch, {})[seed] = {s: evaluate(sets[s], preds[s]) for s in SETS}
                 if (d / "build_summary.json").is_file():
-                    summaries[f"{arch}-s{seed}"] = json.loads((d / "build_summary.json").read_text())
+                    summaries[f"{arch}-s{seed}"] = json.loads(
+                        (d / "build_summary.json").read_text()
+                    )
     first = seeds[0]
     main_run = runs[BUNDLED_ARCH][first]
     spacy_eval = {s: evaluate(sets[s], spacy.get(s, {})) for s in SETS}
@@ -98,7 +100,7 @@ def main(work: Path, seeds: list[str]) -> str:
         cells = [f"{f(r[lang]['f1'])} ({r[lang]['n']})" if lang in r else "–" for lang in LANGS]
         w(f"| {label} | {f(r['all']['f1'])} ({r['all']['n']}) | " + " | ".join(cells) + " |")
     w("\n(posts in brackets)\n")
-    w(f"### The bundled model: F1 per entity type (entities in brackets)\n")
+    w("### The bundled model: F1 per entity type (entities in brackets)\n")
     w("| evaluation set | " + " | ".join(TYPES) + " |")
     w("|---|" + "---:|" * len(TYPES))
     for s, label in SETS.items():
@@ -163,7 +165,9 @@ def main(work: Path, seeds: list[str]) -> str:
     w("| run | best epoch | dev F1 (sample validation) | training time (s) |")
     w("|---|---:|---:|---:|")
     for name, sm in sorted(summaries.items()):
-        w(f"| {name} | {sm['best_epoch']} | {f(sm['best_dev_f1'])} | {sm.get('train_seconds', '–')} |")
+        w(
+            f"| {name} | {sm['best_epoch']} | {f(sm['best_dev_f1'])} | {sm.get('train_seconds', '–')} |"
+        )
 
     bench = work / "bench.json"
     if bench.is_file():

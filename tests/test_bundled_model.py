@@ -33,7 +33,9 @@ def _predict(predictor, examples):
     out = []
     for i in range(0, len(examples), 16):
         chunk = examples[i : i + 16]
-        for ex, (path, conf) in zip(chunk, predictor.forward(predictor.collate(chunk)), strict=True):
+        for ex, (path, conf) in zip(
+            chunk, predictor.forward(predictor.collate(chunk)), strict=True
+        ):
             assert all(0.0 <= c <= 1.0 + 1e-6 for c in conf)
             tags = [labels[t] for t in path]
             out.append(tags + ["O"] * (len(ex.tokens) - len(tags)))
@@ -83,4 +85,4 @@ def test_bundled_model_finds_obvious_entities_in_four_languages(predictor):
     for ex, tags in zip(examples, _predict(predictor, examples), strict=True):
         found = {w for w, t in zip(ex.tokens, tags, strict=True) if t.startswith("B-")}
         missing = posts[ex.id][1] - found
-        assert len(missing) <= 1, (ex.id, list(zip(ex.tokens, tags)))
+        assert len(missing) <= 1, (ex.id, list(zip(ex.tokens, tags, strict=False)))

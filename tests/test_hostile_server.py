@@ -174,9 +174,7 @@ def test_hostile_media_urls_are_refused_and_same_origin_media_is_fetched(
         "rebinding": f"http://rebind.test:{good.port}/img.jpg",
         "same_origin": f"{hostile.url}/media/ok.jpg",
     }
-    texts = [
-        p["text"] for p in load_sample_posts() if p["lang"] == "en" and p["kind"] == "normal"
-    ]
+    texts = [p["text"] for p in load_sample_posts() if p["lang"] == "en" and p["kind"] == "normal"]
     statuses = [_status(i, texts[i], url) for i, url in enumerate(cases.values())]
     hostile.routes["/api/v1/timelines/public"] = lambda h: send(
         h, 200, json.dumps(statuses if "max_id" not in h.path else []).encode(), "application/json"
@@ -246,9 +244,7 @@ def test_local_sources_read_their_folder_only(secret: Path, tmp_path: Path) -> N
     data = tmp_path / "data"
     data.mkdir()
     (data / "in.jpg").write_bytes(_jpeg((50, 60, 70)))
-    texts = [
-        p["text"] for p in load_sample_posts() if p["lang"] == "en" and p["kind"] == "normal"
-    ]
+    texts = [p["text"] for p in load_sample_posts() if p["lang"] == "en" and p["kind"] == "normal"]
     lines = [
         {"id": "in", "text": texts[0], "image": "in.jpg"},
         {"id": "out", "text": texts[1], "image": str(secret)},
@@ -319,7 +315,7 @@ def test_api_redirect_to_another_private_host_is_refused(server: Loopback) -> No
         h, 302, b"", None, {"Location": f"{internal.url}/api/v1/timelines/public"}
     )
     try:
-        with pytest.raises(SourceError, match="refused by the URL policy.*loopback"):
+        with pytest.raises(SourceError, match=r"refused by the URL policy.*loopback"):
             list(_source("mastodon", server.url).iter_pages(None))
         assert internal.hits == []
     finally:

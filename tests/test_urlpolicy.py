@@ -119,7 +119,7 @@ def test_remote_sources_never_name_local_files(tmp_path: Path) -> None:
     secret.write_bytes(b"\xff\xd8\xff")
     remote = UrlPolicy()
     for url in (secret.as_uri(), str(secret), "~/secret.jpg", "secret.jpg", "file://localhost/x"):
-        with pytest.raises(UrlRefused, match="remote source|relative"):
+        with pytest.raises(UrlRefused, match=r"remote source|relative"):
             classify(url, remote)
     with pytest.raises(UrlRefused, match="remote file URL"):
         classify("file://fileserver/share/x.jpg", remote)
@@ -188,7 +188,7 @@ def test_recipe_urls_need_a_scheme_and_host(source: dict, message: str, tmp_path
 
 def test_recipe_allow_list_is_validated(tmp_path: Path) -> None:
     src = {"name": "s", "type": "rss", "url": "http://x.org/f"}
-    with pytest.raises(RecipeError, match="url_policy.allow_hosts"):
+    with pytest.raises(RecipeError, match=r"url_policy\.allow_hosts"):
         build_recipe(
             {"sources": [src], "url_policy": {"allow_hosts": ["not a host"]}}, recipe_dir=tmp_path
         )

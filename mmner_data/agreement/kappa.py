@@ -126,6 +126,7 @@ def cohen_kappa(
 def pairwise_cohen(
     items: Sequence[AnnotatedItem], coded: Coded, sel: np.ndarray, exclude_all_o: bool
 ) -> PairwiseKappa:
+    """Cohen's kappa of every pair over the ``sel`` positions of pre-encoded items."""
     scores = [_cohen_pair(coded, sel, a, b, exclude_all_o) for a, b in annotator_pairs(items)]
     rated = coded.matrix >= 0
     compared = sel & (rated.sum(axis=0) >= 2)  # positions some pair compares
@@ -178,6 +179,7 @@ def fleiss_from_counts(counts: np.ndarray) -> tuple[float | None, str | None]:
 
 
 def fleiss_score(coded: Coded, sel: np.ndarray, panel: Sequence[str], exclude_all_o: bool) -> Score:
+    """Fleiss' kappa of ``panel`` over the ``sel`` positions of pre-encoded items."""
     panel = tuple(sorted(set(panel)))
     if len(panel) < 2:
         raise AgreementError(f"Fleiss' kappa needs at least two annotators, got {list(panel)}")
@@ -289,6 +291,7 @@ def alpha_from_matrix(matrix: np.ndarray) -> tuple[float | None, str | None]:
 
 
 def krippendorff_score(coded: Coded, sel: np.ndarray, exclude_all_o: bool) -> Score:
+    """Krippendorff's alpha over the ``sel`` positions of pre-encoded items."""
     matrix, annotators, mask = _reliability(coded, sel, exclude_all_o)
     value, note = alpha_from_matrix(matrix)
     if matrix.shape[1] == 0:
@@ -319,6 +322,7 @@ def krippendorff_alpha(
 def confusion_matrix(
     items: Sequence[AnnotatedItem], types: Sequence[str], coded: Coded, sel: np.ndarray
 ) -> Confusion:
+    """Type confusion pooled over pairs, over the ``sel`` positions of pre-encoded items."""
     labels = [OUTSIDE, *types]
     k = len(labels)
     remap = np.array([labels.index(c) for c in coded.categories], dtype=np.int64)

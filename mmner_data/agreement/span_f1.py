@@ -167,6 +167,7 @@ def pairwise_span_f1_of(
     types: Sequence[str],
     cache: SpanCache | None = None,
 ) -> SpanF1Summary:
+    """Span F1 over every pair of validated ``items`` (``cache`` shares spans between calls)."""
     cache = cache or SpanCache()
     pairs = [_span_pair(sh, a, b, match, cache) for (a, b), sh in annotator_pairs(items).items()]
     shared = [it for it in items if len(it.by_annotator) >= 2]

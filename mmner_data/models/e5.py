@@ -196,9 +196,7 @@ def dequantize_q4(raw: bytes | np.ndarray, rows: int, cols: int) -> np.ndarray:
     return (w.astype(np.float32) * scale).reshape(rows, cols)
 
 
-def read_tensors(
-    f: E5File, names: list[str] | None = None
-) -> dict[str, torch.Tensor]:
+def read_tensors(f: E5File, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """The file's tensors (dequantised) under ``BertModel`` state-dict names."""
     out: dict[str, torch.Tensor] = {}
     mm = np.memmap(f.path, dtype=np.uint8, mode="r")

