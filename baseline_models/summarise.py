@@ -3,8 +3,8 @@
     python baseline_models/summarise.py WORK SEEDS...      (e.g. runs/e5 13 14 15)
 
 Reads WORK/data (counts, evaluation sets, spaCy predictions), WORK/models/<arch>-s<seed>
-(predictions.json, build_summary.json) and, when present, WORK/bench.json (the preannotate
-benchmark); the card's prose is in card_template.md, the tables are computed here. Exact-span F1
+(predictions.json, build_summary.json) and, when present, WORK/bench.txt (the preannotate
+benchmark's output); the card's prose is in card_template.md, the tables are computed here. Exact-span F1
 (seqeval, conlleval-style), per language and per type.
 """
 
@@ -169,11 +169,10 @@ def main(work: Path, seeds: list[str]) -> str:
             f"| {name} | {sm['best_epoch']} | {f(sm['best_dev_f1'])} | {sm.get('train_seconds', '–')} |"
         )
 
-    bench = work / "bench.json"
+    bench = work / "bench.txt"
     if bench.is_file():
-        b = json.loads(bench.read_text())
-        w("\n### Pre-annotation speed (`benchmarks/preannotate.py`, CPU)\n")
-        w("```\n" + json.dumps(b, indent=2) + "\n```")
+        w("\n### Pre-annotation speed (`benchmarks/preannotate.py`, CPU, 2 shared cores)\n")
+        w("```\n" + bench.read_text(encoding="utf-8").strip() + "\n```")
     tables = "\n".join(lines)
     template = (HERE / "card_template.md").read_text(encoding="utf-8")
     card = template.replace("{{TABLES}}", tables).replace(
