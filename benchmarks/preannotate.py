@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def collect_sample(dest: Path) -> Path:
-    from mmner_data.recipes import open_recipe
     from mmner_data.collect.pipeline import run_collect
+    from mmner_data.recipes import open_recipe
     from mmner_data.store import CorpusStore
 
     with open_recipe(REPO / "recipes" / "sample.yaml") as recipe, CorpusStore(dest) as store:
