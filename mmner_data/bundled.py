@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-BUNDLED_NAME = "mmner-tiny-2m-ner"
+BUNDLED_NAME = "mmner-2m-ner-e5-small"
 
 
 def bundled_model_path(name: str = BUNDLED_NAME) -> Path:

@@ -17,7 +17,7 @@ def test_templates_are_deterministic_and_held_out_by_template():
     test_ids = {(e.lang, e.meta["template"]) for e in test}
     assert not train_ids & test_ids
     assert {e.lang for e in a} == {"en", "fr", "de", "es"}
-    assert len(test_ids) == 4 * 5 and len(train_ids) == 4 * 20
+    assert len(test_ids) == 4 * 10 and len(train_ids) == 4 * 20
 
 
 def test_template_tags_cover_the_filled_entities():

@@ -32,8 +32,8 @@ def preannotate_command(
         str | None,
         typer.Option(
             "--model",
-            help="mmner-data model folder (default: the bundled baseline_models/"
-            "mmner-tiny-2m-ner) or any HF token-classification name/folder.",
+            help="mmner-data model folder (default: the bundled mmner-2m-ner-e5-small, see "
+            "baseline_models/README.md) or any HF token-classification name/folder.",
         ),
     ] = None,
     batch_size: Annotated[

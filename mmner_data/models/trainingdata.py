@@ -402,6 +402,12 @@ TEMPLATES = {
         "Tickets for {MISC} sold out in minutes {hashtag}",
         "{PER} is the new CEO of {ORG}?? wow",
         "Weekend hike near {LOC} with {PER} and {PER} {emoji}",
+        # held out only (never in training): organisation-heavy posts
+        "Applied for an internship at {ORG}, fingers crossed {emoji}",
+        "{ORG} customer service is the worst, 2 hours on hold {emoji}",
+        "Big news: {ORG} opens its first store in {LOC} next week",
+        "Watching {ORG} vs {ORG} with {PER} at the pub",
+        "Just signed with {ORG}! Moving to {LOC} in May {emoji}",
     ],
     "fr": [
         "Enfin arrivé à {LOC} avec {PER} ! {emoji}",
@@ -429,6 +435,12 @@ TEMPLATES = {
         "Plus une place pour {MISC} {hashtag}",
         "{PER} nommé directeur de {ORG} ?? incroyable",
         "Rando près de {LOC} avec {PER} et {PER} {emoji}",
+        # held out only (never in training): organisation-heavy posts
+        "J'ai postulé chez {ORG}, croisez les doigts {emoji}",
+        "Le service client de {ORG} c'est l'enfer, 2h d'attente",
+        "{ORG} ouvre sa première boutique à {LOC} la semaine prochaine",
+        "On regarde {ORG} contre {ORG} avec {PER} au bar",
+        "Je viens de signer chez {ORG} ! départ pour {LOC} en mai {emoji}",
     ],
     "de": [
         "Endlich in {LOC} gelandet mit {PER}! {emoji}",
@@ -456,6 +468,12 @@ TEMPLATES = {
         "Karten für {MISC} in Minuten ausverkauft {hashtag}",
         "{PER} wird neuer Chef bei {ORG}?? krass",
         "Wanderung bei {LOC} mit {PER} und {PER} {emoji}",
+        # held out only (never in training): organisation-heavy posts
+        "Hab mich bei {ORG} beworben, Daumen drücken {emoji}",
+        "Der Kundenservice von {ORG} ist eine Katastrophe, 2 Stunden Warteschleife",
+        "{ORG} eröffnet nächste Woche den ersten Laden in {LOC}",
+        "Schauen {ORG} gegen {ORG} mit {PER} in der Kneipe",
+        "Gerade bei {ORG} unterschrieben! Umzug nach {LOC} im Mai {emoji}",
     ],
     "es": [
         "¡Por fin en {LOC} con {PER}! {emoji}",
@@ -483,6 +501,12 @@ TEMPLATES = {
         "Entradas para {MISC} agotadas en minutos {hashtag}",
         "¿{PER} nuevo director de {ORG}? increíble",
         "Ruta cerca de {LOC} con {PER} y {PER} {emoji}",
+        # held out only (never in training): organisation-heavy posts
+        "He echado el currículum en {ORG}, crucemos los dedos {emoji}",
+        "La atención al cliente de {ORG} es horrible, 2 horas esperando",
+        "{ORG} abre su primera tienda en {LOC} la semana que viene",
+        "Viendo el {ORG} contra el {ORG} con {PER} en el bar",
+        "¡Acabo de firmar con {ORG}! Me mudo a {LOC} en mayo {emoji}",
     ],
 }
 EMOJI = ["😀", "🎉", "😂", "🔥", "❤️", "👏", "⚽", "🙌", "😍", "🚀", "☕", "😬"]
@@ -490,9 +514,13 @@ HASHTAGS = ["#tbt", "#weekend", "#love", "#travel", "#news", "#football", "#musi
             "#Montag", "#vacances", "#viernes", "#sport", "#photo"]  # fmt: skip
 
 
+N_SHARED = 25  # templates 0-24 of each language: every fifth (2, 7, …) is held out
+
+
 def template_ids(lang: str) -> list[tuple[int, bool]]:
-    """``(template index, held out)``: every fifth template of a language is held out."""
-    return [(i, i % 5 == 2) for i in range(len(TEMPLATES[lang]))]
+    """``(template index, held out)``: every fifth of the first 25 templates of a language is
+    held out, and the templates after them (organisation-heavy) are always held out."""
+    return [(i, i >= N_SHARED or i % 5 == 2) for i in range(len(TEMPLATES[lang]))]
 
 
 class _Filler:
