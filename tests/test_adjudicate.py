@@ -66,7 +66,8 @@ def test_tie_between_entity_and_no_entity_goes_to_review() -> None:
     assert [c.span for c in entry.candidates] == [TokenSpan(0, 2, "PER")]
     assert entry.candidates[0].voters == ("a",) and entry.candidates[0].share == 0.5
     assert entry.no_entity_voters == ("b",)
-    assert "PER[0:2] 1/2" in entry.detail
+    # the reviewer reads the words, not token indices
+    assert 'PER "w0 w1" (tokens 0-1) 1/2' in entry.detail
 
 
 def test_tie_between_types_and_three_way_split() -> None:

@@ -274,6 +274,7 @@ def test_store_and_export_give_the_same_numbers(
     for key in ("counts", "overall", "by_lang", "adjudication", "warnings", "labels"):
         if key == "adjudication":
             a[key].pop("written")
+            a[key].pop("store")  # what the store holds: a file source has none
         assert a[key] == b[key], key
     # the numbers are real: three annotators, every language, disagreements visible
     o = a["overall"]
@@ -546,3 +547,25 @@ def test_single_annotation_items(
         assert (row["status"], row["method"]) == ("gold", "single")
         text = next(p["text"] for p in posts if p["post_id"] == pid)
         assert json.loads(row["spans_json"]) == gold[text]
+
+
+def test_rerun_after_review_counts_the_gold_the_store_holds(
+    sample_store: Path, posts: list[dict[str, Any]], simulated: dict[str, list[Ann]]
+) -> None:
+    from mmner_data.labels import write_review_gold
+
+    first = json.loads(cli("--store", str(sample_store), "--json").stdout)["adjudication"]
+    assert first["review"] > 0
+    with CorpusStore(sample_store) as st:
+        queued = review_queue(st)
+        for q in queued:  # the reviewer decides every review item (as `pull --queue review`)
+            write_review_gold(st, q["post_id"], q["gold"], "ls:9")
+    res = cli("--store", str(sample_store))
+    assert res.exit_code == 0, res.output
+    with CorpusStore(sample_store) as st:
+        held = st.query("SELECT COUNT(*) AS n FROM adjudication WHERE status='gold'")[0]["n"]
+    assert held == len(posts)
+    line = " ".join(res.stdout.split())
+    # the store's count leads; this run's own decision (reviewed rows kept) follows
+    assert f"the store holds {held} gold, 0 to review" in line
+    assert f"this run decided {first['gold']} gold, {first['review']} to review" in line

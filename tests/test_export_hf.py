@@ -461,3 +461,17 @@ def test_cli_export_json_dry_run_and_errors(sample_store, tmp_path):
         "export", "-r", str(SAMPLE_RECIPE), "--store", str(sample_store), "--splits", "train=2"
     )
     assert r.exit_code == 1 and "export.splits" in r.output
+
+
+def test_cli_export_out_option_and_positional(sample_store, tmp_path):
+    """`--hf` is a flag; the folder is `--out` (or the positional OUT), never `--hf`'s value."""
+    with CorpusStore(sample_store) as st:
+        insert_predictions(st)
+    base = ["-r", str(SAMPLE_RECIPE), "--store", str(sample_store), "--include-silver"]
+    a = _cli("export", "--hf", "--out", str(tmp_path / "a"), *base, "--dry-run", "--json")
+    b = _cli("export", str(tmp_path / "a"), "--hf", *base, "--dry-run", "--json")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert json.loads(a.output)["out"] == json.loads(b.output)["out"] == str(tmp_path / "a")
+    both = _cli("export", str(tmp_path / "a"), "--out", str(tmp_path / "b"), *base, "--dry-run")
+    assert both.exit_code == 1 and "two export folders given" in both.output
+    assert "--out" in " ".join(_cli("export", "--help").output.split())

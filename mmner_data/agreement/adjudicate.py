@@ -142,8 +142,13 @@ def _clusters(cands: Sequence[SpanVote]) -> list[list[SpanVote]]:
     return groups
 
 
-def _fmt(c: SpanVote, n: int) -> str:
-    return f"{c.span.type}[{c.span.start}:{c.span.end}] {c.votes}/{n}"
+def _fmt(c: SpanVote, n: int, tokens: Sequence[str] = ()) -> str:
+    """``PER "Taylor Swift" (tokens 3-4) 2/3``: the words a reviewer looks for, then where."""
+    words = " ".join(tokens[c.span.start : c.span.end])
+    first, last = c.span.start, c.span.end - 1
+    where = f"tokens {first}-{last}" if last > first else f"token {first}"
+    quoted = f' "{words}"' if words else ""
+    return f"{c.span.type}{quoted} ({where}) {c.votes}/{n}"
 
 
 def adjudicate_item(
@@ -192,7 +197,7 @@ def adjudicate_item(
         clashing = [w for w in winners if any(w.span.overlaps(o.span) for o in winners if o != w)]
         if clashing:
             detail = "overlapping spans pass the threshold: " + ", ".join(
-                _fmt(c, n) for c in clashing
+                _fmt(c, n, item.tokens) for c in clashing
             )
             entry = ReviewEntry(
                 item.item_id, ReviewReason.OVERLAP, detail, tuple(cluster), none_voters
@@ -208,7 +213,8 @@ def adjudicate_item(
         if len(none_voters) > top:
             gold.rejected += cluster
             continue
-        options = ", ".join(_fmt(c, n) for c in cluster) + f"; no entity {len(none_voters)}/{n}"
+        options = ", ".join(_fmt(c, n, item.tokens) for c in cluster)
+        options += f"; no entity {len(none_voters)}/{n}"
         if len(leaders) > 1 or len(none_voters) == top:
             reason = ReviewReason.TIE
         else:

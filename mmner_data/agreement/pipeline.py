@@ -413,6 +413,8 @@ def _markdown_extra(result: AgreementResult) -> str:
         )
         if "written" in adj:
             lines += [f"| store: {k} | {v} |" for k, v in adj["written"].items()]
+        if "store" in adj:
+            lines += [f"| store holds: {k} | {v} |" for k, v in adj["store"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -451,6 +453,16 @@ def run_on_loaded(
     ensure_dir(out_dir)  # before the store is written: an --out under a file changes nothing
     if result.adjudication is not None and store is not None:
         result.adjudication["written"] = write_gold(store, rows)
+        # what the store holds now (reviewed gold from `annotate pull --queue review` is kept, so
+        # this run's gold/review counts alone under-count the gold)
+        held = {
+            r["status"]: int(r["n"])
+            for r in store.query("SELECT status, COUNT(*) AS n FROM adjudication GROUP BY status")
+        }
+        result.adjudication["store"] = {
+            "gold": int(held.get("gold", 0)),
+            "review": int(held.get("review", 0)),
+        }
         if progress:
             progress("agreement: adjudicate", len(rows), len(rows))
     if result.adjudication is not None and store is None:

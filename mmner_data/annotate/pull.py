@@ -178,6 +178,9 @@ def run_pull(
         raise PullError(f"unknown queue {queue!r}; expected one of {QUEUES}")
     t0 = time.perf_counter()
     title = project_title(settings, recipe_name, queue)
+    # the server check first: a wrong URL, an HTML page or a refused key fails here, not as
+    # "nothing was pushed" from the store lookup below
+    client.whoami()
     key, project_id = _find_project(store, client.url, title, queue)
     res = PullResult(client.url, project_id, key, title, queue, dry_run=dry_run)
     exported = client.export_tasks(project_id, timeout=settings.export_timeout_s)
@@ -291,7 +294,8 @@ def _store_review_gold(
 
 
 def write_pull_report(store: CorpusStore, res: PullResult) -> list[str]:
-    """``reports/annotate_pull.{json,md}``: counts per annotator and status, and problems."""
+    """``reports/annotate_pull.{json,md}`` (review queue: ``annotate_pull_review.{json,md}``,
+    so that the two pulls keep their own report): counts per annotator and status, problems."""
     folder = store.root / "reports"
     by = store.query(
         "SELECT annotator, status, COUNT(*) AS n, AVG(lead_time) AS lead FROM annotations "
@@ -300,14 +304,20 @@ def write_pull_report(store: CorpusStore, res: PullResult) -> list[str]:
     )
     table = [dict(r) for r in by]
     data = {"pull": res.to_dict() | {"report_files": []}, "by_annotator": table}
-    jpath, mpath = folder / "annotate_pull.json", folder / "annotate_pull.md"
+    stem = "annotate_pull" if res.queue == "annotate" else f"annotate_pull_{res.queue}"
+    jpath, mpath = folder / f"{stem}.json", folder / f"{stem}.md"
     atomic_write_text(jpath, json.dumps(data, indent=2, sort_keys=True))
     lines = [
         f"# annotate pull — {res.title} ({res.queue})",
         "",
         f"{res.annotations} annotation(s) on {res.tasks} task(s): {res.new} new, "
         f"{res.updated} updated, {res.unchanged} unchanged; {res.skipped} skipped; "
-        f"{res.snapped_spans} span(s) snapped to tokens.",
+        f"{res.snapped_spans} span(s) snapped to tokens."
+        + (
+            f" {res.reviewed_gold} reviewed post(s) stored as gold."
+            if res.queue == "review"
+            else ""
+        ),
         "",
         "| annotator | status | annotations | mean lead time (s) |",
         "|---|---|---:|---:|",

@@ -5,6 +5,17 @@ records any the store does not know yet (a push killed between an import and its
 then imports only posts that are in neither. Each batch is one import request followed by one
 store transaction, so a rerun after a kill, a network failure or a server crash at any point
 leaves exactly one task per post.
+
+Order: ``crawl`` (ingest order) or ``uncertainty`` (lowest item score of the chosen model
+version first; posts without a prediction of that version last, in ingest order). Label Studio
+numbers tasks in import order and lists them by id, so the import order is the order annotators
+get. Tasks pushed earlier keep their (lower) ids: a later uncertainty push orders only the new
+tasks, after the old ones.
+
+``refresh_predictions``: tasks already pushed and not yet annotated get the chosen (latest)
+model version's prediction through the predictions API, once per task and version (a task that
+already carries a prediction of that version is left alone); ``ls_tasks.model_version`` records
+it, and the project is set to show that version.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int | None], None]
 REVIEW_SUFFIX = " — review"
 QUEUES = ("annotate", "review")
+ORDERS = ("crawl", "uncertainty")
 
 
 class PushError(MmnerError):
@@ -74,6 +86,10 @@ class PushResult:
     missing_in_project: int = 0
     batches: int = 0
     model_version: str | None = None
+    order: str = "crawl"
+    refreshed: int = 0  # tasks that got the model version's prediction (refresh_predictions)
+    refresh_skipped_annotated: int = 0
+    refresh_up_to_date: int = 0  # already carried a prediction of this version
     image_mode: str = "none"
     seconds: float = 0.0
     dry_run: bool = False
@@ -214,6 +230,30 @@ def load_annotator_versions(store: CorpusStore) -> dict[str, list[tuple[str, lis
     return {pid: sorted(v.items()) for pid, v in out.items()}
 
 
+def order_items(
+    items: Sequence[PostItem],
+    preds: dict[str, tuple[list[EntitySpan], float | None]],
+    order: str,
+) -> list[PostItem]:
+    """``items`` in push order: as given (``crawl``), or least certain first (``uncertainty``:
+    ascending item score, ties in the given order; posts without a score last, in the given
+    order — they have nothing to pre-fill and no measure of doubt)."""
+    if order == "crawl":
+        return list(items)
+    if order != "uncertainty":
+        raise PushError(f"unknown order {order!r}; expected one of {ORDERS}")
+
+    def key(pair: tuple[int, PostItem]) -> tuple[int, float, int]:
+        i, it = pair
+        if it.post_id in preds:
+            score = item_score(*preds[it.post_id])
+            if score is not None:
+                return (0, score, i)
+        return (1, 0.0, i)
+
+    return [it for _, it in sorted(enumerate(items), key=key)]
+
+
 # -- the push ---------------------------------------------------------------------------------
 
 
@@ -256,20 +296,59 @@ def run_push(
     limit: int | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    order: str = "crawl",
+    sample_uncertain: int | None = None,
+    refresh_predictions: bool = False,
 ) -> PushResult:
-    """Push posts to the project (created or reused by title); see the module docstring."""
+    """Push posts to the project (created or reused by title); see the module docstring.
+
+    ``sample_uncertain`` N pushes only the N least certain new posts (implies ``uncertainty``).
+    """
     if queue not in QUEUES:
         raise PushError(f"unknown queue {queue!r}; expected one of {QUEUES}")
+    if sample_uncertain is not None:
+        order = "uncertainty"
+    if order not in ORDERS:
+        raise PushError(f"unknown order {order!r}; expected one of {ORDERS}")
+    if queue == "review" and (order == "uncertainty" or refresh_predictions):
+        raise PushError(
+            "--order uncertainty, --sample-uncertain and --refresh-predictions use model "
+            "predictions: they apply to the annotate queue, not the review queue"
+        )
+    if not settings.predictions and (order == "uncertainty" or refresh_predictions):
+        raise PushError(
+            "--no-predictions leaves nothing to order by or refresh: drop --no-predictions, "
+            "or use --order crawl without --refresh-predictions"
+        )
     t0 = time.perf_counter()
     title = project_title(settings, recipe_name, queue)
     template = load_template(settings.label_config) if settings.label_config else None
     config = render_label_config(entity_types, queue, template)
     res = PushResult(url=client.url, project_id=None, project_key=None, title=title, queue=queue)
     res.dry_run = dry_run
+    res.order = order
     client.whoami()
 
     items = select_posts(store, queue)
     res.selected = len(items)
+
+    # Predictions to attach (and to order by): read before anything else, so that a dry run
+    # counts them as the push would.
+    preds: dict[str, tuple[list[EntitySpan], float | None]] = {}
+    versions: dict[str, list[tuple[str, list[EntitySpan]]]] = {}
+    if queue == "annotate" and settings.predictions:
+        res.model_version = settings.model_version or latest_model_version(store)
+        if res.model_version:
+            preds = load_predictions(store, res.model_version)
+            if settings.model_version and not preds:
+                raise PushError(f"no predictions with model_version {settings.model_version!r}")
+    elif queue == "review":
+        versions = load_annotator_versions(store)
+    if (order == "uncertainty" or refresh_predictions) and not preds:
+        raise PushError(
+            "no predictions in the store to order by or refresh: run 'mmner-data preannotate' first"
+        )
+    items = order_items(items, preds, order)
     res.image_mode = settings.image_mode()
     image_root = _check_image_serving(store, settings, items)
     project = client.find_project(title)
@@ -287,7 +366,9 @@ def run_push(
                 client.set_overlap(project.id, *want)
                 res.notes.append(f"overlap set to {want[0]} for {want[1]}% of tasks")
     elif dry_run:
-        res.to_push = min(len(items), limit) if limit is not None else len(items)
+        todo = _cap(items, limit, sample_uncertain)
+        res.to_push = len(todo)
+        res.with_predictions = _count_with_predictions(todo, preds, versions)
         res.notes.append(f"project {title!r} does not exist yet; it would be created")
         res.seconds = time.perf_counter() - t0
         return res
@@ -319,23 +400,18 @@ def run_push(
         1 for it in items if it.post_id in recorded or it.post_id in in_project
     )
     todo = [it for it in items if it.post_id not in recorded and it.post_id not in in_project]
-    if limit is not None:
-        todo = todo[:limit]
+    todo = _cap(todo, limit, sample_uncertain)
     res.to_push = len(todo)
-
-    # Predictions to attach.
-    preds: dict[str, tuple[list[EntitySpan], float | None]] = {}
-    versions: dict[str, list[tuple[str, list[EntitySpan]]]] = {}
-    if queue == "annotate" and settings.predictions:
-        res.model_version = settings.model_version or latest_model_version(store)
-        if res.model_version:
-            preds = load_predictions(store, res.model_version)
-            if settings.model_version and not preds:
-                raise PushError(f"no predictions with model_version {settings.model_version!r}")
-    elif queue == "review":
-        versions = load_annotator_versions(store)
+    if order == "uncertainty" and res.already_pushed and todo:
+        res.notes.append(
+            f"{res.already_pushed} task(s) were pushed before and keep their place: the "
+            f"{len(todo)} new task(s) are ordered least certain first after them"
+        )
 
     if dry_run:
+        res.with_predictions = _count_with_predictions(todo, preds, versions)
+        if refresh_predictions:
+            _refresh_predictions(store, client, res, key, project.id, preds, entity_types, True)
         res.seconds = time.perf_counter() - t0
         return res
 
@@ -364,8 +440,112 @@ def run_push(
         res.batches += 1
         if progress:
             progress("push", len(batch), len(todo))
+    if refresh_predictions:
+        _refresh_predictions(store, client, res, key, project.id, preds, entity_types, False)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _cap(
+    items: Sequence[PostItem], limit: int | None, sample_uncertain: int | None
+) -> list[PostItem]:
+    out = list(items)
+    for n in (sample_uncertain, limit):
+        if n is not None:
+            out = out[:n]
+    return out
+
+
+def _count_with_predictions(
+    todo: Sequence[PostItem],
+    preds: dict[str, tuple[list[EntitySpan], float | None]],
+    versions: dict[str, list[tuple[str, list[EntitySpan]]]],
+) -> int:
+    """How many of ``todo`` the push gives a prediction (as :func:`_predictions_for` counts)."""
+    return sum(it.post_id in preds for it in todo) + sum(
+        bool(versions.get(it.post_id)) for it in todo
+    )
+
+
+def _refresh_predictions(
+    store: CorpusStore,
+    client: LSClient,
+    res: PushResult,
+    key: str,
+    project_id: int,
+    preds: dict[str, tuple[list[EntitySpan], float | None]],
+    labels: Sequence[str],
+    dry_run: bool,
+) -> None:
+    """Send ``res.model_version``'s predictions to the project's tasks with no annotation yet.
+
+    Idempotent: a task that already carries a prediction of that version (made by an earlier
+    refresh, or at import) is left alone, whatever the store says.
+    """
+    version = res.model_version
+    assert version is not None  # checked by run_push
+    recorded = {
+        r["post_id"]: int(r["task_id"])
+        for r in store.query("SELECT post_id, task_id FROM ls_tasks WHERE project_key = ?", (key,))
+    }
+    texts = {r["post_id"]: r["text"] for r in store.query("SELECT post_id, text FROM posts")}
+    with client._call(f"list the tasks of project {project_id}"):
+        annotated = {
+            int(t.id)
+            for t in client.sdk.tasks.list(
+                project=project_id,
+                include="id,total_annotations,cancelled_annotations",
+                page_size=1000,
+            )
+            if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0
+        }
+    with client._call(f"list the predictions of project {project_id}"):
+        has_version = {
+            int(p.task)
+            for p in client.sdk.predictions.list(project=project_id)
+            if p.model_version == version and p.task is not None
+        }
+    done: list[tuple[str, int]] = []
+    for post_id, task_id in sorted(recorded.items(), key=lambda kv: kv[1]):
+        if post_id not in preds or post_id not in texts:
+            continue
+        if task_id in annotated:
+            res.refresh_skipped_annotated += 1
+            continue
+        if task_id in has_version:
+            res.refresh_up_to_date += 1
+            done.append((post_id, task_id))
+            continue
+        if dry_run:
+            res.refreshed += 1
+            continue
+        spans, score = preds[post_id]
+        result, dropped = prediction_result(texts[post_id], spans, labels)
+        res.dropped_prediction_spans += dropped
+        overall = item_score(spans, score)
+        with client._call(f"add a {version} prediction to task {task_id}"):
+            client.sdk.predictions.create(
+                task=task_id,
+                result=result,
+                model_version=version,
+                **({"score": overall} if overall is not None else {}),
+            )
+        res.refreshed += 1
+        done.append((post_id, task_id))
+    if dry_run:
+        return
+    with store.transaction() as conn:
+        conn.executemany(
+            "UPDATE ls_tasks SET model_version = ? WHERE project_key = ? AND post_id = ?",
+            [(version, key, post_id) for post_id, _ in done],
+        )
+    with client._call(f"show model version {version} in project {project_id}"):
+        client.sdk.projects.update(id=project_id, model_version=version)
+    res.notes.append(
+        f"refresh: {res.refreshed} task(s) got {version} predictions, "
+        f"{res.refresh_up_to_date} already had them, {res.refresh_skipped_annotated} "
+        "annotated task(s) left alone"
+    )
 
 
 def _predictions_for(

@@ -7,6 +7,7 @@ annotator's submitted spans. Each writes its own ``runs`` row (``annotate-push``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +26,17 @@ class Settings:
     queue: str = "annotate"
     limit: int | None = None
     dry_run: bool = False
+    order: str = "crawl"  # push: crawl | uncertainty (least certain prediction first)
+    sample_uncertain: int | None = None  # push: only the N least certain new posts
+    refresh_predictions: bool = False  # push: the latest predictions to unannotated tasks
+
+
+RUN_OPTIONS = ("queue", "limit", "dry_run", "order", "sample_uncertain", "refresh_predictions")
 
 
 def _settings(recipe: Recipe, overrides: dict[str, Any] | None) -> Settings:
     o = dict(overrides or {})
-    run_opts = {k: o.pop(k) for k in ("queue", "limit", "dry_run") if o.get(k) is not None}
+    run_opts = {k: o.pop(k) for k in RUN_OPTIONS if o.get(k) is not None}
     return Settings(
         build_annotate_settings(recipe.annotate, o),
         tuple(recipe.entity_types),
@@ -65,71 +72,68 @@ def _params(settings: Settings) -> dict[str, Any]:
         **settings.annotate.model_dump(mode="json"),
         "queue": settings.queue,
         "limit": settings.limit,
+        "order": settings.order,
+        "sample_uncertain": settings.sample_uncertain,
+        "refresh_predictions": settings.refresh_predictions,
     }
 
 
-class _Push:
-    NAME = "annotate-push"
+class _Step:
+    """``annotate push`` or ``annotate pull``: the same settings, one ``runs`` row each."""
+
     SECTION = SECTION
     Settings = Settings
     settings = staticmethod(_settings)
     configured = staticmethod(_configured)
 
-    @staticmethod
-    def run(
-        store: Any, settings: Settings, progress: Progress | None = None, client: Any = None
-    ) -> Any:
-        from mmner_data.annotate.push import run_push
+    def __init__(self, name: str, call: Callable[[Any, Any, Settings, Progress | None], Any]):
+        self.NAME = name
+        self._call = call
 
+    def run(
+        self, store: Any, settings: Settings, progress: Progress | None = None, client: Any = None
+    ) -> Any:
         client = client or connect(settings.annotate)
-        with recorded_run(
-            store, "annotate-push", _params(settings), dry_run=settings.dry_run
-        ) as rec:
-            result = run_push(
-                store,
-                client,
-                settings.annotate,
-                settings.entity_types,
-                recipe_name=settings.recipe_name,
-                queue=settings.queue,
-                limit=settings.limit,
-                dry_run=settings.dry_run,
-                progress=progress,
-            )
+        params = _params(settings)
+        with recorded_run(store, self.NAME, params, dry_run=settings.dry_run) as rec:
+            result = self._call(store, client, settings, progress)
             rec.finish(result)
         return result
 
 
-class _Pull:
-    NAME = "annotate-pull"
-    SECTION = SECTION
-    Settings = Settings
-    settings = staticmethod(_settings)
-    configured = staticmethod(_configured)
+def _push(store: Any, client: Any, settings: Settings, progress: Progress | None) -> Any:
+    from mmner_data.annotate.push import run_push
 
-    @staticmethod
-    def run(
-        store: Any, settings: Settings, progress: Progress | None = None, client: Any = None
-    ) -> Any:
-        from mmner_data.annotate.pull import run_pull
-
-        client = client or connect(settings.annotate)
-        with recorded_run(
-            store, "annotate-pull", _params(settings), dry_run=settings.dry_run
-        ) as rec:
-            result = run_pull(
-                store,
-                client,
-                settings.annotate,
-                settings.entity_types,
-                recipe_name=settings.recipe_name,
-                queue=settings.queue,
-                dry_run=settings.dry_run,
-                progress=progress,
-            )
-            rec.finish(result)
-        return result
+    return run_push(
+        store,
+        client,
+        settings.annotate,
+        settings.entity_types,
+        recipe_name=settings.recipe_name,
+        queue=settings.queue,
+        limit=settings.limit,
+        dry_run=settings.dry_run,
+        progress=progress,
+        order=settings.order,
+        sample_uncertain=settings.sample_uncertain,
+        refresh_predictions=settings.refresh_predictions,
+    )
 
 
-push = _Push()
-pull = _Pull()
+def _pull(store: Any, client: Any, settings: Settings, progress: Progress | None) -> Any:
+    from mmner_data.annotate.pull import run_pull
+
+    return run_pull(
+        store,
+        client,
+        settings.annotate,
+        settings.entity_types,
+        recipe_name=settings.recipe_name,
+        queue=settings.queue,
+        dry_run=settings.dry_run,
+        progress=progress,
+    )
+
+
+push = _Step("annotate-push", _push)
+pull = _Step("annotate-pull", _pull)

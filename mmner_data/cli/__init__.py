@@ -18,6 +18,7 @@ from mmner_data.cli import (
     preannotate,
     run_stages,
     sample,
+    serve,
     stats,
     train,
 )
@@ -28,6 +29,7 @@ from mmner_data.cli._util import app
 app.command("filter")(filter_cmd.filter_command)
 app.command("preannotate")(preannotate.preannotate_command)
 app.add_typer(annotate.annotate_app, name="annotate")
+app.command("serve")(serve.serve_command)
 app.command("agreement")(agreement.agreement_command)
 app.command("export")(export.export_command)
 app.command("train")(train.train_command)

@@ -212,7 +212,12 @@ def _print_summary(out: Any, d: dict[str, Any]) -> None:
     )
     adj = d["adjudication"]
     if adj:
-        line = f"adjudication: {adj['gold']} gold, {adj['review']} to review"
+        if "store" in adj:  # count what the store holds (reviewed gold included)
+            held = adj["store"]
+            line = f"adjudication: the store holds {held['gold']} gold, {held['review']} to review"
+            line += f" (this run decided {adj['gold']} gold, {adj['review']} to review)"
+        else:
+            line = f"adjudication: {adj['gold']} gold, {adj['review']} to review"
         if adj["review_reasons"]:
             line += " (" + ", ".join(f"{k} {v}" for k, v in adj["review_reasons"].items()) + ")"
         if "written" in adj:

@@ -111,6 +111,30 @@ def push_command(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Push at most this many new tasks.")
     ] = None,
+    order: Annotated[
+        str,
+        typer.Option(
+            "--order",
+            help="crawl: ingest order; uncertainty: lowest prediction score first (posts "
+            "without a prediction last). Label Studio lists tasks in import order.",
+        ),
+    ] = "crawl",
+    sample_uncertain: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-uncertain",
+            min=1,
+            help="Push only the N least certain new posts (implies --order uncertainty).",
+        ),
+    ] = None,
+    refresh_predictions: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-predictions",
+            help="Also send the latest model version's predictions to tasks already pushed "
+            "and not yet annotated (once per task and version).",
+        ),
+    ] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
     progress: ProgressOpt = True,
@@ -137,7 +161,16 @@ def push_command(
     with user_errors():
         rcp = load_stage_recipe(recipe)
         settings = push.settings(
-            rcp, {**overrides, "queue": queue, "limit": limit, "dry_run": dry_run}
+            rcp,
+            {
+                **overrides,
+                "queue": queue,
+                "limit": limit,
+                "dry_run": dry_run,
+                "order": order,
+                "sample_uncertain": sample_uncertain,
+                "refresh_predictions": refresh_predictions,
+            },
         )
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
             result = push.run(st, settings, bar)
@@ -152,7 +185,14 @@ def push_command(
             f"selected ({result.already_pushed} already there, {result.recovered} recovered); "
             f"{result.with_predictions} with predictions"
             + (f" ({result.model_version})" if result.model_version else "")
+            + ("; least certain first" if result.order == "uncertainty" else "")
         )
+        if dry_run and refresh_predictions:
+            out.print(
+                f"  refresh: would send {result.model_version} predictions to "
+                f"{result.refreshed} unannotated task(s) ({result.refresh_up_to_date} up to "
+                f"date, {result.refresh_skipped_annotated} annotated left alone)"
+            )
         for note in result.notes:
             out.print(f"  {note}")
         if result.duplicate_tasks_in_project:
@@ -182,7 +222,9 @@ def pull_command(
 ) -> None:
     """Export the project's annotations and store them per annotator, with BIO tags.
 
-    Re-pulls rewrite only annotations whose updated_at changed. Writes reports/annotate_pull.*.
+    Re-pulls rewrite only annotations whose updated_at changed. Writes
+    reports/annotate_pull.* (annotate queue) or reports/annotate_pull_review.* (review queue,
+    whose submitted reviews become the gold directly).
     """
     from mmner_data.annotate.stage import pull
 
@@ -201,7 +243,58 @@ def pull_command(
             f"updated, {result.unchanged} unchanged; {result.skipped} skipped, "
             f"{result.snapped_spans} span(s) snapped"
         )
+        if result.queue == "review":
+            out.print(f"{result.reviewed_gold} reviewed post(s) stored as gold")
         for p in result.problems[:10]:
             console.print(f"[yellow]not tagged:[/] {p}")
         if result.report_files:
             out.print("report: " + ", ".join(result.report_files))
+
+
+# -- annotate connect (the ML backend of mmner-data serve) ------------------------------------
+
+
+@annotate_app.command("connect")
+def connect_command(
+    recipe: RecipeOpt,
+    url: Annotated[
+        str,
+        typer.Option("--url", help="The ML backend's URL as `mmner-data serve` printed it."),
+    ],
+    project: ProjectOpt = None,
+    name: Annotated[
+        str, typer.Option("--name", help="The backend's title in Label Studio.")
+    ] = "mmner-data",
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive/--no-interactive",
+            help="Ask the backend when an annotator opens a task (interactive pre-annotation).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register an ML backend (`mmner-data serve`) with the project: Settings → Model.
+
+    Label Studio then asks it for predictions and sends it annotation events (webhook).
+    Registering the same URL again updates that backend instead of adding another.
+    """
+    from mmner_data.annotate.ml_backend import register_backend
+    from mmner_data.annotate.push import project_title
+    from mmner_data.annotate.stage import connect, push
+
+    with user_errors():
+        rcp = load_stage_recipe(recipe)
+        settings = push.settings(rcp, {"project": project})
+        client = connect(settings.annotate)
+        title = project_title(settings.annotate, settings.recipe_name, "annotate")
+        result = register_backend(client, title, url, name=name, interactive=interactive)
+    if json_out:
+        out.print_json(json.dumps(result))
+        return
+    verb = "connected" if result["created"] else "updated"
+    out.print(
+        f"{verb} ML backend {result['url']} (id {result['ml_backend_id']}, model_version "
+        f"{result['model_version']}) on {result['title']!r} (project {result['project_id']})",
+        highlight=False,
+    )

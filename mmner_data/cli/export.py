@@ -29,12 +29,28 @@ def export_command(
     recipe: RecipeOpt,
     out: Annotated[
         Path | None,
-        typer.Argument(help="Export folder (default: export.out, else <store>/exports/<recipe>)."),
+        typer.Argument(
+            metavar="OUT",
+            help="Export folder, same as --out (default: export.out, else "
+            "<store>/exports/<recipe>).",
+        ),
     ] = None,
     store: StoreOpt = None,
+    out_opt: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Export folder (default: export.out, else <store>/exports/<recipe>).",
+        ),
+    ] = None,
     hf: Annotated[
         bool,
-        typer.Option("--hf", help="Write the Hugging Face DatasetDict (the default format)."),
+        typer.Option(
+            "--hf",
+            help="A flag, takes no value: write the Hugging Face DatasetDict (the default "
+            "format). The folder is --out (e.g. `export --hf --out DIR`).",
+        ),
     ] = False,
     fmt: Annotated[
         str | None,
@@ -97,6 +113,9 @@ def export_command(
     from mmner_data.export.settings import parse_splits
 
     with user_errors():
+        if out is not None and out_opt is not None and out != out_opt:
+            raise UserError(f"two export folders given: {out} and --out {out_opt}; give one")
+        out = out_opt or out
         formats: list[str] | None = None
         if fmt is not None:
             formats = [fmt] + (["hf"] if hf else [])
