@@ -553,10 +553,12 @@ class BackendServer:
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def stop(self) -> None:
+    def stop(self, training_timeout: float | None = 600) -> None:
+        """Stop serving; wait for a running fine-tune to finish (it writes a model folder)."""
         self._server.shutdown()
         if self._thread is not None:
             self._thread.join(10)
+        self.backend.wait_for_training(training_timeout)
 
 
 # -- registering the backend with a project ---------------------------------------------------
