@@ -69,27 +69,6 @@ def result_dict(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
-def settings_dict(settings: Any) -> dict[str, Any]:
-    """The settings as JSON-able parameters for the ``runs`` row (secrets are never settings)."""
-    if isinstance(settings, BaseModel):
-        return settings.model_dump(mode="json")
-    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(settings).items()}
-    return {k: _jsonable(v) for k, v in dict(settings).items()}
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, BaseModel):
-        return v.model_dump(mode="json")
-    if isinstance(v, str | int | float | bool) or v is None:
-        return v
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | set | frozenset):
-        return [_jsonable(x) for x in v]
-    return str(v)
-
-
 @dataclasses.dataclass(slots=True)
 class RunRecord:
     """The ``runs`` row being written: set ``status``/``summary`` before the block ends."""
@@ -105,7 +84,7 @@ class RunRecord:
 
 @contextlib.contextmanager
 def recorded_run(
-    store: Any, stage: str, params: Mapping[str, Any] | Any, *, dry_run: bool = False
+    store: Any, stage: str, params: Mapping[str, Any], *, dry_run: bool = False
 ) -> Iterator[RunRecord]:
     """Write the one ``runs`` row of a stage's run: ``started`` now, ``ok``/``failed`` at the end.
 
@@ -115,7 +94,6 @@ def recorded_run(
     if dry_run:
         yield RunRecord(None)
         return
-    params = params if isinstance(params, Mapping) else settings_dict(params)
     run_id = store.start_run(stage, dict(params))
     record = RunRecord(run_id)
     try:

@@ -103,15 +103,6 @@ def test_the_checker_sees_a_cycle_and_a_ui_import(tmp_path, monkeypatch):
         me.test_stage_packages_never_import_the_cli_or_a_ui_library()
 
 
-STAGE_MODULES = [
-    "mmner_data.collect.stage",
-    "mmner_data.filter.stage",
-    "mmner_data.preannotate.stage",
-    "mmner_data.agreement.stage",
-    "mmner_data.export.stage",
-]
-
-
 @pytest.mark.parametrize(
     "name",
     ["collect", "filter", "preannotate", "annotate-push", "annotate-pull", "agreement", "export"],

@@ -20,9 +20,10 @@ from mmner_data.models.data import Collator, NerExample, load_splits
 from mmner_data.models.evaluate import score, write_report
 from mmner_data.models.model import NerModel
 from mmner_data.models.scratch import write_text_encoder, write_vision_encoder
-from mmner_data.models.settings import TrainSettings, build_settings
+from mmner_data.models.settings import TrainSettings
 from mmner_data.models.train import TrainError, fit, model_config_for, run_train
 from mmner_data.sample import SAMPLE_DIR, load_sample_posts
+from mmner_data.stage import build_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_clip import write_tiny_clip

@@ -78,7 +78,8 @@ def train_command(
     AdamW with separate encoder/head learning rates, warm-up, early stopping on dev entity F1,
     a checkpoint per epoch (--resume continues), the best model saved as a folder in --output.
     """
-    from mmner_data.models.settings import TrainSettings, build_settings
+    from mmner_data.models.settings import TrainSettings
+    from mmner_data.stage import build_settings
 
     overrides: dict[str, Any] = {
         "model": model,

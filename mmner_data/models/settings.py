@@ -6,21 +6,15 @@ Unknown keys are errors naming the key (``train.<key>: unknown key``), as for ev
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from mmner_data.stage import build_settings as _build
 
 
 def _device(v: str) -> str:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
         raise ValueError("use auto, cpu, cuda, cuda:N or mps")
     return v
-
-
-S = TypeVar("S", bound=BaseModel)
 
 
 class _Settings(BaseModel):
@@ -70,10 +64,3 @@ class TrainSettings(_Settings):
         if any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
             raise ValueError("three fractions (train, validation, test) summing to 1")
         return v
-
-
-def build_settings(
-    cls: type[S], section_name: str, section: Mapping[str, Any], overrides: Mapping[str, Any]
-) -> S:
-    """Validate a recipe section with CLI overrides (see :func:`mmner_data.stage.build_settings`)."""
-    return _build(cls, section_name, section, overrides)
