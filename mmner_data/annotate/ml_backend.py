@@ -349,11 +349,10 @@ class MLBackend:
     def training_examples(self) -> list[Any]:
         """Gold, else the newest submitted annotation (store or webhook), per eligible post."""
         from mmner_data.labels import eligible_posts, gold_rows
-        from mmner_data.models.data import NerExample
+        from mmner_data.models.data import example_from_spans
         from mmner_data.schema import spans_from_json
         from mmner_data.store import CorpusStore
-        from mmner_data.text.spans import SpanError, spans_to_tags
-        from mmner_data.text.tokenize import tokenize
+        from mmner_data.text.spans import SpanError
 
         assert self.store_path is not None
         hooked = self.webhook_annotations()
@@ -375,22 +374,11 @@ class MLBackend:
                     spans = list(spans_from_json(pulled[p.post_id]))
                 else:
                     continue
-                toks = tokenize(p.text)
+                image = st.resolve_image(p.image_path) if p.image_path else None
                 try:
-                    tags = spans_to_tags(p.text, toks, spans)
+                    out.append(example_from_spans(p.post_id, p.text, p.lang, spans, image))
                 except SpanError:
                     continue
-                out.append(
-                    NerExample(
-                        id=p.post_id,
-                        tokens=[t.text for t in toks],
-                        tags=tags,
-                        lang=p.lang,
-                        text=p.text,
-                        offsets=[(t.start, t.end) for t in toks],
-                        image=st.resolve_image(p.image_path) if p.image_path else None,
-                    )
-                )
         return out
 
     def _train(self) -> None:

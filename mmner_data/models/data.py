@@ -31,6 +31,7 @@ from PIL import Image as PILImage
 
 from mmner_data.errors import MmnerError
 from mmner_data.labels import LabelPolicy
+from mmner_data.schema import EntitySpan
 
 DEFAULT_SPLITS = (0.7, 0.15, 0.15)
 SPLIT_NAMES = ("train", "validation", "test")
@@ -138,33 +139,50 @@ def split_by_hash(
     return out
 
 
+def example_from_spans(
+    post_id: str,
+    text: str,
+    lang: str | None,
+    spans: Sequence[EntitySpan],
+    image: Path | None = None,
+    meta: dict[str, Any] | None = None,
+) -> NerExample:
+    """One post with character spans as a word-tokenised BIO example (SpanError if they do not
+    convert)."""
+    from mmner_data.text.spans import spans_to_tags
+    from mmner_data.text.tokenize import tokenize
+
+    tokens = tokenize(text)
+    return NerExample(
+        id=post_id,
+        tokens=[t.text for t in tokens],
+        tags=spans_to_tags(text, tokens, spans),
+        lang=lang,
+        text=text,
+        offsets=[(t.start, t.end) for t in tokens],
+        image=image,
+        meta=meta or {},
+    )
+
+
 def examples_from_store(store: Any, policy: LabelPolicy | None = None) -> list[NerExample]:
     """The store's labelled posts (see :func:`mmner_data.labels.select_labels`), word-tokenised."""
     from mmner_data.labels import select_labels
-    from mmner_data.text.spans import SpanError, spans_to_tags
-    from mmner_data.text.tokenize import tokenize
+    from mmner_data.text.spans import SpanError
 
     out = []
     for post in select_labels(store, policy).posts:
-        tokens = tokenize(post.text)
+        meta = {"label_source": post.label_source, "label_origin": post.label_origin}
         try:
-            tags = spans_to_tags(post.text, tokens, post.spans)
+            out.append(
+                example_from_spans(
+                    post.post_id, post.text, post.lang, post.spans, post.image_path, meta
+                )
+            )
         except SpanError as exc:
             raise DataError(
                 f"post {post.post_id}: {post.label_source} spans do not convert: {exc}"
             ) from None
-        out.append(
-            NerExample(
-                id=post.post_id,
-                tokens=[t.text for t in tokens],
-                tags=tags,
-                lang=post.lang,
-                text=post.text,
-                offsets=[(t.start, t.end) for t in tokens],
-                image=post.image_path,
-                meta={"label_source": post.label_source, "label_origin": post.label_origin},
-            )
-        )
     return out
 
 
