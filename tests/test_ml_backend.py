@@ -21,20 +21,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from ls_fixture import LabelStudioServer, ls_script
+from tiny_models import write_tiny_2m_ner
 from typer.testing import CliRunner
 
 from mmner_data.annotate.ml_backend import EVENTS_FILE, BackendServer, MLBackend
 from mmner_data.cli import app
-from mmner_data.models.config import ModelConfig, bio_labels
-from mmner_data.models.model import NerModel
-from mmner_data.models.scratch import write_text_encoder, write_vision_encoder
-from mmner_data.sample import load_sample_posts
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "sample.yaml"
-TYPES = ("PER", "ORG", "LOC", "MISC")
 runner = CliRunner()
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,21 +41,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight 2M-NER checkpoint that predicts some entities."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    root = tmp_path_factory.mktemp("tiny-ml-backend")
-    texts = [p["text"] for p in load_sample_posts()]
-    text = write_text_encoder(root / "text", texts, vocab_size=400, hidden=32)
-    vision = write_vision_encoder(root / "vision")
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        labels=bio_labels(TYPES), text_encoder=str(text), image_encoder=str(vision), proj_dim=16
-    )
-    model = NerModel.build(cfg)
-    with torch.no_grad():  # make entities likely, so that there are spans to see
-        model.classifier.bias.copy_(torch.tensor([0.0, 1.0, 1.5, 0.5, 1.0, 0.8, 1.2, 0.0, 0.5]))
-    return model.save_pretrained(root / "tiny-2m-ner")
+    return write_tiny_2m_ner(tmp_path_factory.mktemp("tiny-ml-backend"))["ner"]
 
 
 def _free_port() -> int:

@@ -11,20 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import TYPES, write_tiny_2m_ner
 from typer.testing import CliRunner
 
 from mmner_data.cli import app
 from mmner_data.labels import write_sample_gold
-from mmner_data.models.config import ModelConfig, bio_labels
-from mmner_data.models.model import NerModel
-from mmner_data.models.scratch import write_text_encoder, write_vision_encoder
 from mmner_data.preannotate.predict import run_preannotate
-from mmner_data.sample import load_sample_posts
 from mmner_data.store import CorpusStore
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "sample.yaml"
-TYPES = ("PER", "ORG", "LOC", "MISC")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,21 +29,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from transformers import BertConfig, BertForTokenClassification
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     root = tmp_path_factory.mktemp("tiny-ner")
-    texts = [p["text"] for p in load_sample_posts()]
-    text = write_text_encoder(root / "text", texts, vocab_size=400, hidden=32)
-    vision = write_vision_encoder(root / "vision")
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        labels=bio_labels(TYPES), text_encoder=str(text), image_encoder=str(vision), proj_dim=16
-    )
-    model = NerModel.build(cfg)
-    with torch.no_grad():  # make entities likely, so that there are spans to check
-        model.classifier.bias.copy_(torch.tensor([0.0, 1.0, 1.5, 0.5, 1.0, 0.8, 1.2, 0.0, 0.5]))
-    ner = model.save_pretrained(root / "tiny-2m-ner")
+    tiny = write_tiny_2m_ner(root)
+    ner, text, vision = tiny["ner"], tiny["text"], tiny["vision"]
     # A Hugging Face token classifier with OntoNotes-style labels (PERSON, GPE, DATE).
     labels = ["O", "B-PERSON", "I-PERSON", "B-GPE", "I-GPE", "B-DATE", "I-DATE"]
     bert = BertForTokenClassification(
