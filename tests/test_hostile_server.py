@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from test_images import send  # the loopback servers of both files answer alike
 
 from mmner_data.collect import urlpolicy
 from mmner_data.collect.pipeline import run_collect
@@ -78,23 +79,6 @@ class Loopback:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def send(
-    h: BaseHTTPRequestHandler,
-    status: int,
-    body: bytes,
-    ctype: str | None,
-    headers: dict[str, str] | None = None,
-) -> None:
-    h.send_response(status)
-    if ctype:
-        h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(body)))
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.end_headers()
-    h.wfile.write(body)
 
 
 def _pair_on_one_port() -> tuple[Loopback, Loopback]:
