@@ -12,7 +12,6 @@ import http.server
 import json
 import shutil
 import socket
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from ls_fixture import LabelStudioServer, served_tmp_dir
+from test_annotate_push_pull import _cli, _db
 from typer.testing import CliRunner
 
 from mmner_data.annotate.pull import PullResult, write_pull_report
@@ -82,23 +82,11 @@ def title(ls_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
             ls_client.projects.delete(id=p.id)
 
 
-def _cli(*args: str) -> dict:
-    res = runner.invoke(app, [*args, "--json", "--no-progress"])
-    assert res.exit_code == 0, res.output
-    return json.loads(res.stdout)
-
-
 def _push(store: Path, title: str, *extra: str) -> dict:
     return _cli(
         "annotate", "push", "-r", str(RECIPE), "--store", str(store), "--project", title,
         "--images", "none", *extra,
     )  # fmt: skip
-
-
-def _db(store: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(store / "corpus.sqlite")
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 def _expected_order(store: Path) -> list[str]:
