@@ -213,6 +213,9 @@ class Recipe(_Model):
     images: ImageSettings = ImageSettings()
     dedup: DedupSettingsModel = DedupSettingsModel()
     url_policy: UrlPolicySettings = UrlPolicySettings()
+    # Where heavy stages run: "local" (default) or "ray", or a mapping (name, address, lake,
+    # workers, num_cpus, gpus_per_actor, shard_rows); checked by mmner_data.engines.
+    engine: str | dict[str, Any] | None = None
     # Sections of later stages are kept as-is here and validated by their own stage.
     filter: dict[str, Any] = Field(default_factory=dict)
     preannotate: dict[str, Any] = Field(default_factory=dict)

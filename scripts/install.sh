@@ -20,7 +20,7 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" "${TORCH_SPEC:-torch==2.14.1}" "${TORCHVISION_SPEC:-torchvision==0.29.1}"
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" -e ".[test,ray]"
 "$PY" - <<'PY'
 import torchvision.ops  # noqa: F401  (fails loudly when torch and torchvision do not match)
 PY

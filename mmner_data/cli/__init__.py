@@ -15,6 +15,7 @@ from mmner_data.cli import (
     collect,
     evaluate,
     export,
+    lake,
     preannotate,
     run_stages,
     sample,
@@ -37,6 +38,7 @@ app.command("evaluate")(evaluate.evaluate_command)
 app.command("run")(run_stages.run_command)
 app.command("stats")(stats.stats_command)
 app.add_typer(sample.sample_app, name="sample")
+app.add_typer(lake.lake_app, name="lake")
 
 __all__ = ["app", "collect", "run"]
 

@@ -77,6 +77,43 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Where the heavy work runs: local (this process, default) or ray (a Ray cluster; "
+        "pip install 'mmner-data[ray]'). Recipe: engine:.",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to join (ray://host:10001 or host:6379; default RAY_ADDRESS, "
+        "else a local cluster).",
+    ),
+]
+LakeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lake",
+        help="Folder or fsspec URL (s3://, gs://) the Ray workers exchange shards through "
+        "(default <store>/lake).",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Ray workers per stage (default: one per CPU)."),
+]
+
+
+def engine_overrides(
+    engine: str | None, ray_address: str | None, lake: str | None, workers: int | None
+) -> dict[str, Any]:
+    """The engine options as stage overrides (None: not given)."""
+    return {"engine": engine, "ray_address": ray_address, "lake": lake, "workers": workers}
+
+
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto (cuda if available), cpu, cuda, cuda:N, mps.")
 ]

@@ -11,11 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmner_data.cli._util import (
+    EngineOpt,
     JsonOpt,
+    LakeOpt,
     ProgressOpt,
+    RayAddressOpt,
     StoreOpt,
+    WorkersOpt,
     app,
     console,
+    engine_overrides,
     fail,
     load_stage_recipe,
     open_recipe,
@@ -71,6 +76,10 @@ def collect(
         bool,
         typer.Option("--dry-run", help="Validate the recipe and show the plan; fetch nothing."),
     ] = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    lake: LakeOpt = None,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -88,7 +97,14 @@ def collect(
             }
             out.print_json(json.dumps(plan)) if json_out else out.print(plan)
             return
-        settings = stage.settings(rcp, {"refresh": refresh, "retry_failed": retry_failed})
+        settings = stage.settings(
+            rcp,
+            {
+                "refresh": refresh,
+                "retry_failed": retry_failed,
+                **engine_overrides(engine, ray_address, lake, workers),
+            },
+        )
         with open_store(rcp, store) as st, progress_bars(progress and not json_out) as bar:
             result = stage.run(st, settings, bar)
         _print_collect(result, json_out)
@@ -98,12 +114,21 @@ def collect(
 
 
 @app.command()
-def dedup(recipe: RecipeOpt, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+def dedup(
+    recipe: RecipeOpt,
+    store: StoreOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    lake: LakeOpt = None,
+    workers: WorkersOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Re-run dedup and quotas over the store with the recipe's thresholds (no crawling)."""
     from mmner_data.collect import stage
 
     with user_errors():
         rcp = load_stage_recipe(recipe)
+        overrides = {"skip_crawl": True, **engine_overrides(engine, ray_address, lake, workers)}
         with open_store(rcp, store) as st:
-            result = stage.run(st, stage.settings(rcp, {"skip_crawl": True}))
+            result = stage.run(st, stage.settings(rcp, overrides))
         _print_collect(result, json_out)

@@ -8,10 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from mmner_data.cli._util import (
+    EngineOpt,
     JsonOpt,
+    LakeOpt,
     ProgressOpt,
+    RayAddressOpt,
     StoreOpt,
+    WorkersOpt,
     console,
+    engine_overrides,
     load_stage_recipe,
     open_store,
     out,
@@ -82,6 +87,10 @@ def filter_command(
             help="Redo the selection and report from stored scores; load no model.",
         ),
     ] = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    lake: LakeOpt = None,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -101,6 +110,7 @@ def filter_command(
         "num_workers": num_workers,
         "threshold": threshold,
         "keep_top": keep_top,
+        **engine_overrides(engine, ray_address, lake, workers),
     }
     with user_errors():
         rcp = load_stage_recipe(recipe)

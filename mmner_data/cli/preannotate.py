@@ -9,9 +9,14 @@ import typer
 
 from mmner_data.cli._util import (
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
+    LakeOpt,
     ProgressOpt,
+    RayAddressOpt,
     StoreOpt,
+    WorkersOpt,
+    engine_overrides,
     load_stage_recipe,
     open_store,
     out,
@@ -47,6 +52,10 @@ def preannotate_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count the posts to do; load no model.")
     ] = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    lake: LakeOpt = None,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -62,6 +71,7 @@ def preannotate_command(
         "batch_size": batch_size,
         "device": device,
         "overwrite": overwrite or None,
+        **engine_overrides(engine, ray_address, lake, workers),
     }
     with user_errors():
         rcp = load_stage_recipe(recipe)

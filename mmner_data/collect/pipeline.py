@@ -321,6 +321,7 @@ def fetch_pending(
     summary: CollectSummary,
     progress: Progress | None = None,
     retry_failed: bool = False,
+    engine: Engine | None = None,
 ) -> None:
     """Download and validate every pending image of candidate posts; one transaction each."""
     from mmner_data.collect.images import ImageRejected, ImageRequest, fetch_images
@@ -379,18 +380,20 @@ def fetch_pending(
                 )
                 counts["ok"] = counts.get("ok", 0) + 1
 
+    tick = (lambda n: progress("fetch images", n, len(requests))) if progress else None
     if requests:
-        fetch_images(
-            requests,
-            image_limits(recipe),
-            on_result,
-            progress=(lambda n: progress("fetch images", n, len(requests))) if progress else None,
-        )
+        fetch = engine.fetch if engine is not None and engine.fetch else fetch_images
+        fetch(requests, image_limits(recipe), on_result, progress=tick)
     summary.images = counts
 
 
-def finalize(recipe: Recipe, store: CorpusStore) -> None:
-    """Recompute image failures, dedup and quotas over the whole store, in one transaction."""
+def finalize(
+    recipe: Recipe, store: CorpusStore, text_pairs: Callable[..., Any] | None = None
+) -> None:
+    """Recompute image failures, dedup and quotas over the whole store, in one transaction.
+
+    ``text_pairs``: another engine's near-duplicate text link finder (same links, same decisions).
+    """
     from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates
 
     settings = DedupSettings.from_recipe(recipe.dedup)
@@ -435,7 +438,7 @@ def finalize(recipe: Recipe, store: CorpusStore) -> None:
                     image_phash=tuple(r["phash"] for r in ok),
                 )
             )
-        decisions = find_duplicates(items, settings)
+        decisions = find_duplicates(items, settings, text_pairs=text_pairs)
         order = {it.post_id: it.order_key for it in items}
         lang_of = {p["post_id"]: p["lang"] for p in candidates}
         kept_by_lang: dict[str, int] = {}
@@ -490,10 +493,28 @@ def run_collect(
     refresh: bool = False,
     retry_failed: bool = False,
     skip_crawl: bool = False,
+    engine: Engine | None = None,
 ) -> CollectSummary:
-    """The whole stage; safe to re-run at any time (one run per store at a time)."""
+    """The whole stage; safe to re-run at any time (one run per store at a time).
+
+    ``engine`` runs the heavy batch work elsewhere (image fetch, dedup's text links: see
+    :class:`Engine`); the crawl, decisions and quotas stay here.
+    """
     with collect_lock(store):
-        return _run_collect(recipe, store, progress, refresh, retry_failed, skip_crawl)
+        return _run_collect(
+            recipe, store, progress, refresh, retry_failed, skip_crawl, engine or Engine()
+        )
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where collect's batch cores run: ``fetch(requests, limits, on_result, progress)`` in place
+    of ``collect.images.fetch_images`` and ``text_pairs(keys, settings)`` for
+    ``collect.dedup.find_duplicates`` (None: this process). ``name`` goes into the run's row."""
+
+    name: str = "local"
+    fetch: Callable[..., Any] | None = None
+    text_pairs: Callable[..., Any] | None = None
 
 
 LOCK_NAME = "collect.lock"
@@ -548,6 +569,7 @@ def _run_collect(
     refresh: bool,
     retry_failed: bool,
     skip_crawl: bool,
+    engine: Engine,
 ) -> CollectSummary:
     summary = CollectSummary()
     params = {
@@ -555,13 +577,16 @@ def _run_collect(
         "refresh": refresh,
         "retry_failed": retry_failed,
         "skip_crawl": skip_crawl,
+        "engine": engine.name,
     }
     with recorded_run(store, "dedup" if skip_crawl else "collect", params) as rec:
         try:
             if not skip_crawl:
                 crawl(recipe, store, summary, progress, refresh=refresh)
-                fetch_pending(recipe, store, summary, progress, retry_failed=retry_failed)
-            finalize(recipe, store)
+                fetch_pending(
+                    recipe, store, summary, progress, retry_failed=retry_failed, engine=engine
+                )
+            finalize(recipe, store, engine.text_pairs)
             store_summary(store, summary)
         finally:  # a failed run keeps what it counted in its row
             rec.summary = summary.to_dict()

@@ -6,11 +6,14 @@ in, one result out) and :func:`mmner_data.collect.dedup.find_duplicates` (items 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmner_data.config import Recipe
+from mmner_data.engines import EngineSettings, pop_engine
 from mmner_data.stage import Progress
 
 NAME = "collect"
@@ -23,6 +26,9 @@ class Settings:
     refresh: bool = False
     retry_failed: bool = False
     skip_crawl: bool = False  # ``dedup``: recompute dedup and quotas only
+    engine: EngineSettings = field(
+        default_factory=EngineSettings
+    )  # image fetch and dedup link finding
 
 
 @dataclass(slots=True)
@@ -51,7 +57,8 @@ class Result:
 
 def settings(recipe: Recipe, overrides: dict[str, Any] | None = None) -> Settings:
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return Settings(recipe=recipe, **o)
+    engine = pop_engine(recipe, o)
+    return Settings(recipe=recipe, engine=engine, **o)
 
 
 def configured(recipe: Recipe) -> str | None:
@@ -63,13 +70,29 @@ def run(store: Any, settings: Settings, progress: Progress | None = None) -> Res
     from mmner_data.collect.pipeline import run_collect
     from mmner_data.collect.report import build_drop_report, write_drop_report
 
-    summary = run_collect(
-        settings.recipe,
-        store,
-        progress=progress,
-        refresh=settings.refresh,
-        retry_failed=settings.retry_failed,
-        skip_crawl=settings.skip_crawl,
-    )
+    with _engine(settings.engine, store) as engine:
+        summary = run_collect(
+            settings.recipe,
+            store,
+            progress=progress,
+            refresh=settings.refresh,
+            retry_failed=settings.retry_failed,
+            skip_crawl=settings.skip_crawl,
+            engine=engine,
+        )
     paths = list(write_drop_report(store))
     return Result(summary, build_drop_report(store), paths)
+
+
+@contextlib.contextmanager
+def _engine(engine: EngineSettings, store: Any) -> Iterator[Any]:
+    """The collect engine hooks: this process, or one Ray session for the whole stage."""
+    from mmner_data.collect.pipeline import Engine
+
+    if not engine.is_ray:
+        yield Engine()
+        return
+    from mmner_data.engines.stages import collect_engine
+
+    with collect_engine(engine, store.root) as hooks:
+        yield hooks

@@ -44,19 +44,26 @@ def run_filter(
     scorer: ClipScorer | None = None,
     progress: Callable[[str, int, int | None], None] | None = None,
     write_report: bool = True,
+    score: Callable[..., ScoreSummary] | None = None,
 ) -> FilterResult:
     """Score the pending pairs (unless ``select_only``), apply the selection, write the report.
 
     ``scorer`` skips loading (a model already in memory); otherwise the model is loaded only
-    when there is something to score.
+    when there is something to score. ``score(store, settings, spec, pairs, progress)`` scores
+    the pending pairs elsewhere (the Ray engine) instead of a model loaded here.
     """
     spec = scorer.spec if scorer is not None else resolve_model(settings.model, settings.pretrained)
     params = {**settings.model_dump(), "model_id": spec.model_id, "select_only": select_only}
+    if score is not None:
+        params["engine"] = getattr(score, "engine", "other")
     with recorded_run(store, "filter", params) as rec:
         pairs = [] if select_only else pending_pairs(store, spec.model_id)
-        if pairs and scorer is None:
-            scorer = load_scorer(spec, settings.device, settings.precision, settings.cache_dir)
-        if pairs and scorer is not None:
+        scoring = ScoreSummary(model_id=spec.model_id)
+        if pairs and score is not None and scorer is None:
+            scoring = score(store, settings, spec, pairs, progress)
+        elif pairs:
+            if scorer is None:
+                scorer = load_scorer(spec, settings.device, settings.precision, settings.cache_dir)
             workers = settings.resolved_workers(scorer.device.type)
             if workers:
                 quiet_tokenizers_in_workers()
@@ -68,8 +75,6 @@ def run_filter(
                 num_workers=workers,
                 progress=progress,
             )
-        else:
-            scoring = ScoreSummary(model_id=spec.model_id)
         selection = apply_selection(store, spec.model_id, settings.threshold, settings.keep_top)
         report: dict[str, Any] = {}
         paths: list[Path] = []

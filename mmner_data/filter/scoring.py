@@ -235,31 +235,12 @@ def score_pairs(
     try:
         for batch in make_loader(pairs, scorer, batch_size, num_workers):
             scores = scorer.score(batch.images, batch.tokens).tolist() if batch.indices else []
-            now = utcnow()
-            with store.transaction() as conn:
-                for idx, score in zip(batch.indices, scores, strict=True):
-                    pair = pairs[idx]
-                    conn.execute(
-                        "INSERT OR REPLACE INTO relevance(post_id, model_id, image_sha256, score, "
-                        "scored_at) VALUES(?, ?, ?, ?, ?)",
-                        (pair.post_id, model_id, pair.image_sha256, float(score), now),
-                    )
-                    conn.execute(
-                        "DELETE FROM drops WHERE stage=? AND item_id=? AND reason=?",
-                        (STAGE, pair.post_id, REASON_IMAGE_UNREADABLE),
-                    )
-                for idx, error in batch.failures:
-                    pair = pairs[idx]
-                    store.record_drop(
-                        conn,
-                        Drop(
-                            stage=STAGE,
-                            item_id=pair.post_id,
-                            reason=REASON_IMAGE_UNREADABLE,
-                            lang=pair.lang,
-                            detail=f"{pair.image_sha256}: {error}",
-                        ),
-                    )
+            commit_scores(
+                store,
+                model_id,
+                [(pairs[i], score) for i, score in zip(batch.indices, scores, strict=True)],
+                [(pairs[i], error) for i, error in batch.failures],
+            )
             summary.scored += len(batch.indices)
             summary.unreadable += len(batch.failures)
             summary.unreadable_items += [pairs[i].post_id for i, _ in batch.failures]
@@ -270,6 +251,39 @@ def score_pairs(
         torch.set_num_threads(threads)
         summary.seconds = time.perf_counter() - start
     return summary
+
+
+def commit_scores(
+    store: CorpusStore,
+    model_id: str,
+    scored: Sequence[tuple[Pair, float]],
+    failed: Sequence[tuple[Pair, str]],
+) -> None:
+    """One batch in one transaction: its scores, and its unreadable images as drops (any
+    engine's scores arrive here: the local loop's and the Ray engine's shards)."""
+    now = utcnow()
+    with store.transaction() as conn:
+        for pair, score in scored:
+            conn.execute(
+                "INSERT OR REPLACE INTO relevance(post_id, model_id, image_sha256, score, "
+                "scored_at) VALUES(?, ?, ?, ?, ?)",
+                (pair.post_id, model_id, pair.image_sha256, float(score), now),
+            )
+            conn.execute(
+                "DELETE FROM drops WHERE stage=? AND item_id=? AND reason=?",
+                (STAGE, pair.post_id, REASON_IMAGE_UNREADABLE),
+            )
+        for pair, error in failed:
+            store.record_drop(
+                conn,
+                Drop(
+                    stage=STAGE,
+                    item_id=pair.post_id,
+                    reason=REASON_IMAGE_UNREADABLE,
+                    lang=pair.lang,
+                    detail=f"{pair.image_sha256}: {error}",
+                ),
+            )
 
 
 def model_threads(device_type: str, num_workers: int, threads: int) -> int:

@@ -6,10 +6,11 @@ Batch core: :meth:`mmner_data.filter.scoring.ClipScorer` scores a batch of (text
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmner_data.config import Recipe
+from mmner_data.engines import EngineSettings, pop_engine
 from mmner_data.filter.settings import FilterSettings, build_filter_settings
 from mmner_data.stage import Progress
 
@@ -21,12 +22,14 @@ SECTION = "filter"
 class Settings:
     filter: FilterSettings
     select_only: bool = False  # re-apply thresholds to stored scores; load no model
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 def settings(recipe: Recipe, overrides: dict[str, Any] | None = None) -> Settings:
     o = dict(overrides or {})
     select_only = bool(o.pop("select_only", False))
-    return Settings(build_filter_settings(recipe.filter, o), select_only=select_only)
+    engine = pop_engine(recipe, o)
+    return Settings(build_filter_settings(recipe.filter, o), select_only=select_only, engine=engine)
 
 
 def configured(recipe: Recipe) -> str | None:
@@ -42,4 +45,11 @@ def run(store: Any, settings: Settings, progress: Progress | None = None) -> Any
     """Score pending pairs, select per language, write the report; one ``runs`` row."""
     from mmner_data.filter.pipeline import run_filter
 
-    return run_filter(store, settings.filter, select_only=settings.select_only, progress=progress)
+    score = None
+    if settings.engine.is_ray:
+        from mmner_data.engines.stages import clip_scorer_on_ray
+
+        score = clip_scorer_on_ray(settings.engine)
+    return run_filter(
+        store, settings.filter, select_only=settings.select_only, progress=progress, score=score
+    )

@@ -323,13 +323,16 @@ def prepared_batches(
     yield from loader
 
 
-def select_items(store: Any, model_version: str, *, overwrite: bool = False) -> list[Item]:
-    """Kept posts (kept by ``filter`` too when it ran) without a prediction of this version."""
-    rows = store.query(
-        "SELECT p.post_id, p.lang, p.text, "
-        "(SELECT i.path FROM post_images pi JOIN images i ON i.sha256 = pi.sha256 "
-        " WHERE pi.post_id = p.post_id AND pi.status = 'ok' ORDER BY pi.position LIMIT 1) AS img "
-        "FROM posts p WHERE p.status = 'kept' "
+def select_rows(store: Any, model_version: str, *, overwrite: bool = False) -> list[Any]:
+    """Kept posts (kept by ``filter`` too when it ran) without a prediction of this version:
+    ``post_id, lang, text`` and their first ok image (``sha256``, ``img`` path), by ``post_id``."""
+    return store.query(
+        "SELECT p.post_id, p.lang, p.text, f.sha256, f.path AS img FROM posts p "
+        "LEFT JOIN (SELECT pi.post_id, i.sha256, i.path, "
+        "  ROW_NUMBER() OVER (PARTITION BY pi.post_id ORDER BY pi.position) AS rn "
+        "  FROM post_images pi JOIN images i ON i.sha256 = pi.sha256 WHERE pi.status = 'ok') f "
+        "ON f.post_id = p.post_id AND f.rn = 1 "
+        "WHERE p.status = 'kept' "
         "AND (NOT EXISTS (SELECT 1 FROM relevance_selection) "
         "     OR p.post_id IN (SELECT post_id FROM relevance_selection WHERE kept = 1)) "
         "AND (? OR NOT EXISTS (SELECT 1 FROM predictions pr "
@@ -337,17 +340,38 @@ def select_items(store: Any, model_version: str, *, overwrite: bool = False) -> 
         "ORDER BY p.post_id",
         (int(overwrite), model_version),
     )
+
+
+def select_items(store: Any, model_version: str, *, overwrite: bool = False) -> list[Item]:
+    """:func:`select_rows` as :class:`Item` objects (image: the file in the store)."""
     return [
         Item(
             r["post_id"], r["text"], store.resolve_image(r["img"]) if r["img"] else None, r["lang"]
         )
-        for r in rows
+        for r in select_rows(store, model_version, overwrite=overwrite)
     ]
 
 
-def write_predictions(
-    store: Any, model_version: str, items: Sequence[Item], preds: Sequence[ItemPrediction]
-) -> None:
+def predictor_version(model: str) -> str:
+    """The ``model_version`` :func:`load_predictor` would report, without loading the weights."""
+    from types import SimpleNamespace
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        from mmner_data.models.model import checkpoint_version
+
+        return checkpoint_version(path) if is_checkpoint(path) else _hf_version(model, None)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise EncoderLoadError(f"cannot load model {model!r}: {exc}") from exc
+    return _hf_version(model, SimpleNamespace(config=config))
+
+
+def write_prediction_rows(store: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert prediction rows (``post_id, model_version, spans_json, score``) in one transaction."""
     from mmner_data.store import utcnow
 
     now = utcnow()
@@ -356,17 +380,23 @@ def write_predictions(
             "INSERT INTO predictions(post_id, model_version, spans_json, score, created_at) "
             "VALUES(?, ?, ?, ?, ?) ON CONFLICT(post_id, model_version) DO UPDATE SET "
             "spans_json=excluded.spans_json, score=excluded.score, created_at=excluded.created_at",
-            [
-                (
-                    it.post_id,
-                    model_version,
-                    spans_to_json(p.spans),
-                    p.score,
-                    now,
-                )
-                for it, p in zip(items, preds, strict=True)
-            ],
+            [(r["post_id"], r["model_version"], r["spans_json"], r["score"], now) for r in rows],
         )
+
+
+def write_predictions(
+    store: Any, model_version: str, items: Sequence[Item], preds: Sequence[ItemPrediction]
+) -> None:
+    rows = [
+        {
+            "post_id": it.post_id,
+            "model_version": model_version,
+            "spans_json": spans_to_json(p.spans),
+            "score": p.score,
+        }
+        for it, p in zip(items, preds, strict=True)
+    ]
+    write_prediction_rows(store, rows)
 
 
 def run_preannotate(

@@ -37,5 +37,3 @@ class PreannotateSettings(_Settings):
     @classmethod
     def _dev(cls, v: str) -> str:
         return _device(v)
-
-

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmner_data.config import Recipe
+from mmner_data.engines import EngineSettings, pop_engine
 from mmner_data.preannotate.settings import PreannotateSettings
 from mmner_data.stage import Progress, build_settings
 
@@ -22,6 +23,7 @@ SECTION = "preannotate"
 class Settings:
     preannotate: PreannotateSettings
     entity_types: tuple[str, ...] = ()
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 @dataclass(slots=True)
@@ -46,8 +48,10 @@ class Result:
 
 
 def settings(recipe: Recipe, overrides: dict[str, Any] | None = None) -> Settings:
-    pre = build_settings(PreannotateSettings, "preannotate", recipe.preannotate, overrides or {})
-    return Settings(pre, tuple(recipe.entity_types))
+    o = dict(overrides or {})
+    engine = pop_engine(recipe, o)
+    pre = build_settings(PreannotateSettings, "preannotate", recipe.preannotate, o)
+    return Settings(pre, tuple(recipe.entity_types), engine)
 
 
 def configured(recipe: Recipe) -> str | None:
@@ -64,6 +68,10 @@ def run(store: Any, settings: Settings, progress: Progress | None = None) -> Res
     from mmner_data.preannotate.predict import run_preannotate
 
     s = settings.preannotate
+    if settings.engine.is_ray:
+        from mmner_data.engines.stages import preannotate_on_ray
+
+        run_preannotate = preannotate_on_ray(settings.engine)
     summary = run_preannotate(
         store,
         s.model,

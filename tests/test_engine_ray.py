@@ -1,0 +1,255 @@
+"""``--engine ray`` gives the local engine's results, on a real local Ray cluster.
+
+One cluster per module (fractional CPUs per worker, so 2 cores never deadlock); every test has
+its own timeout so a deadlock fails instead of hanging CI. Compared with the local engine on the
+bundled sample: dedup decisions, fetched images, CLIP scores (tiny random model) and predictions
+(tiny random 2M-NER); and a driver killed mid-run resumes without redoing a finished shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.data")
+
+from tiny_clip import write_tiny_clip  # noqa: E402
+from tiny_models import TYPES, write_tiny_2m_ner  # noqa: E402
+
+from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates  # noqa: E402
+from mmner_data.engines import EngineSettings  # noqa: E402
+from mmner_data.store import CorpusStore  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_RECIPE = REPO / "recipes" / "sample.yaml"
+pytestmark = pytest.mark.timeout(420)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster shared by the module's tests (started once: ~5 s)."""
+    from mmner_data.engines import ray as rx
+
+    with rx.session(EngineSettings(name="ray")):
+        yield
+
+
+def engine(tmp_path: Path, **kw) -> EngineSettings:
+    return EngineSettings(name="ray", lake=str(tmp_path / "lake"), workers=2, **kw)
+
+
+def rows(store: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(store / "corpus.sqlite") as db:
+        return db.execute(sql).fetchall()
+
+
+# --------------------------------------------------------------------------- dedup
+
+
+def _corpus(n: int, seed: int) -> list[DedupItem]:
+    """Posts with exact copies, near copies (one word changed) and unrelated posts."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(400)]
+    base = [" ".join(rng.choice(words, size=rng.integers(8, 20))) for _ in range(n // 3)]
+    texts = []
+    for i in range(n):
+        t = base[rng.integers(len(base))]
+        if i % 3 == 1:  # a near copy
+            parts = t.split()
+            parts[rng.integers(len(parts))] = "changed"
+            t = " ".join(parts)
+        texts.append(t)
+    return [DedupItem(f"p{i}", (f"{i:06d}",), t) for i, t in enumerate(texts)]
+
+
+def test_dedup_decisions_identical(ray_cluster, tmp_path):
+    from mmner_data.engines.stages import text_pairs_on_ray
+
+    items = _corpus(1500, seed=3)
+    settings = DedupSettings(text_threshold=0.6)
+    local = find_duplicates(items, settings)
+    on_ray = find_duplicates(items, settings, text_pairs=text_pairs_on_ray(engine(tmp_path)))
+    assert on_ray == local
+    dropped = [d for d in local if d.reason]
+    assert {d.reason for d in dropped} == {"exact_dup_text", "near_dup_text"}
+    assert 300 < len(dropped) < 1400  # the corpus has duplicates of both kinds to find
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def _collect(store: Path, overrides: dict) -> None:
+    from mmner_data.collect import stage
+    from mmner_data.recipes import open_recipe
+
+    with open_recipe(SAMPLE_RECIPE) as recipe, CorpusStore(store) as st:
+        stage.run(st, stage.settings(recipe, overrides))
+
+
+def test_collect_fetch_and_dedup_identical(ray_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMNER_PSEUDONYM_SALT", "test-salt")
+    _collect(tmp_path / "local", {})
+    _collect(tmp_path / "ray", {"engine": "ray", "lake": str(tmp_path / "lake"), "workers": 2})
+    for sql in (
+        "SELECT post_id, status, drop_reason, dup_of, cluster_id FROM posts ORDER BY post_id",
+        "SELECT post_id, position, status, sha256, error FROM post_images ORDER BY 1, 2",
+        "SELECT sha256, width, height, format, n_bytes, phash FROM images ORDER BY sha256",
+        "SELECT stage, item_id, reason FROM drops ORDER BY 1, 2, 3",
+    ):
+        assert rows(tmp_path / "ray", sql) == rows(tmp_path / "local", sql), sql
+    fetched = rows(tmp_path / "ray", "SELECT COUNT(*) FROM post_images WHERE status='ok'")[0][0]
+    assert fetched > 50
+    for (sha,) in rows(tmp_path / "ray", "SELECT sha256 FROM images"):
+        a = next((tmp_path / "ray" / "images").glob(f"*/{sha}.*")).read_bytes()
+        b = next((tmp_path / "local" / "images").glob(f"*/{sha}.*")).read_bytes()
+        assert a == b
+    # the fetch batches were recorded and removed from the lake
+    lake = tmp_path / "lake" / "engine" / "fetch"
+    assert not lake.exists() or not list(lake.rglob("*.parquet"))
+
+
+# --------------------------------------------------------------------------- filter
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> Path:
+    return write_tiny_clip(tmp_path_factory.mktemp("clip"), seed=0)
+
+
+def _filter(store: Path, model: Path, eng: EngineSettings | None) -> dict:
+    from mmner_data.filter.pipeline import run_filter
+    from mmner_data.filter.settings import FilterSettings
+
+    s = FilterSettings(model=str(model), device="cpu", num_workers=0, keep_top=1.0, batch_size=8)
+    from mmner_data.engines.stages import clip_scorer_on_ray
+
+    score = clip_scorer_on_ray(eng) if eng else None
+    with CorpusStore(store) as st:
+        return run_filter(st, s, score=score, write_report=False).to_dict()
+
+
+def test_filter_scores_identical(ray_cluster, sample_store, tiny_clip, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(sample_store, other)
+    local = _filter(sample_store, tiny_clip, None)
+    on_ray = _filter(other, tiny_clip, engine(tmp_path, shard_rows=40))
+    assert on_ray["scoring"]["scored"] == local["scoring"]["scored"] > 50
+    sql = "SELECT post_id, model_id, image_sha256, score FROM relevance ORDER BY post_id"
+    a, b = rows(sample_store, sql), rows(other, sql)
+    assert [r[:3] for r in a] == [r[:3] for r in b]
+    assert [r[3] for r in a] == [r[3] for r in b]  # bit for bit: same batches, same threads
+    sel = "SELECT post_id, status, kept, threshold FROM relevance_selection ORDER BY post_id"
+    assert rows(sample_store, sel) == rows(other, sel)
+    # a rerun finds nothing pending and leaves the lake's score shards as they were
+    markers = sorted((tmp_path / "lake" / "engine" / "scores").rglob("*.done"))
+    assert len(markers) >= 3
+    stamps = [m.stat().st_mtime_ns for m in markers]
+    again = _filter(other, tiny_clip, engine(tmp_path, shard_rows=40))
+    assert again["scoring"]["scored"] == 0
+    assert [m.stat().st_mtime_ns for m in markers] == stamps
+
+
+# --------------------------------------------------------------------------- preannotate
+
+
+@pytest.fixture(scope="module")
+def tiny_ner(tmp_path_factory) -> Path:
+    return write_tiny_2m_ner(tmp_path_factory.mktemp("ner"))["ner"]
+
+
+def test_predictions_identical(ray_cluster, sample_store, tiny_ner, tmp_path):
+    from mmner_data.engines.stages import preannotate_on_ray
+    from mmner_data.preannotate.predict import run_preannotate
+
+    other = tmp_path / "other"
+    shutil.copytree(sample_store, other)
+    with CorpusStore(sample_store) as st:
+        local = run_preannotate(st, str(tiny_ner), batch_size=8, device="cpu", entity_types=TYPES)
+    with CorpusStore(other) as st:
+        on_ray = preannotate_on_ray(engine(tmp_path, shard_rows=50))(
+            st, str(tiny_ner), batch_size=8, device="cpu", entity_types=TYPES
+        )
+    for key in ("model_version", "predicted", "with_image", "spans", "spans_by_label", "tokens"):
+        assert on_ray[key] == local[key], key
+    assert local["predicted"] > 50 and local["spans"] > 0
+    sql = "SELECT post_id, model_version, spans_json, score FROM predictions ORDER BY post_id"
+    a, b = rows(sample_store, sql), rows(other, sql)
+    assert [r[:2] for r in a] == [r[:2] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        sa, sb = json.loads(ra[2]), json.loads(rb[2])
+        assert [(s["start"], s["end"], s["label"]) for s in sa] == [
+            (s["start"], s["end"], s["label"]) for s in sb
+        ]
+        assert np.allclose([s.get("score", 0) for s in sa], [s.get("score", 0) for s in sb],
+                           atol=1e-5)  # fmt: skip
+        assert ra[3] == pytest.approx(rb[3], abs=1e-5)
+
+
+# --------------------------------------------------------------------------- kill and rerun
+
+_DRIVER = """
+import sys
+from mmner_data.engines import EngineSettings
+from mmner_data.engines.stages import clip_scorer_on_ray
+from mmner_data.filter.pipeline import run_filter
+from mmner_data.filter.settings import FilterSettings
+from mmner_data.store import CorpusStore
+store, model, lake = sys.argv[1:4]
+s = FilterSettings(model=model, device="cpu", num_workers=0, keep_top=1.0, batch_size=8)
+eng = EngineSettings(name="ray", lake=lake, workers=1, shard_rows=20)
+with CorpusStore(store) as st:
+    run_filter(st, s, score=clip_scorer_on_ray(eng), write_report=False)
+"""
+
+
+def test_killed_driver_resumes_without_redoing_shards(sample_store, tiny_clip, tmp_path):
+    """A driver SIGKILLed after some score shards are done; the rerun redoes none of them and
+    ends with the scores of an uninterrupted run, each post scored once in the lake."""
+    lake = tmp_path / "lake"
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER, encoding="utf-8")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    args = [sys.executable, str(script), str(sample_store), str(tiny_clip), str(lake)]
+    proc = subprocess.Popen(args, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(lake.glob("engine/scores/*/*.done"))) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the driver finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local cluster it started
+    finally:
+        proc.wait(timeout=60)
+    before = {m.name: m.stat().st_mtime_ns for m in lake.glob("engine/scores/*/*.done")}
+    assert len(before) >= 2
+    assert subprocess.run(args, env=env, timeout=400).returncode == 0
+    after = {m.name: m.stat().st_mtime_ns for m in lake.glob("engine/scores/*/*.done")}
+    assert {k: after[k] for k in before} == before  # no finished shard done twice
+    assert len(after) > len(before)
+
+    import pyarrow.parquet as pq
+
+    ids = [i for p in sorted(lake.glob("engine/scores/*/*.parquet"))
+           for i in pq.read_table(p, columns=["post_id"]).column(0).to_pylist()]  # fmt: skip
+    assert len(ids) == len(set(ids))  # no row twice across shards
+    reference = tmp_path / "reference"
+    shutil.copytree(sample_store, reference)
+    with sqlite3.connect(reference / "corpus.sqlite") as db:
+        db.execute("DELETE FROM relevance")
+        db.execute("DELETE FROM relevance_selection")
+    _filter(reference, tiny_clip, None)
+    sql = "SELECT post_id, image_sha256, score FROM relevance ORDER BY post_id"
+    a, b = rows(reference, sql), rows(sample_store, sql)
+    assert [r[:2] for r in a] == [r[:2] for r in b] and len(a) == len(ids)
+    assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-6)
