@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import random
 import subprocess
 import sys
-from itertools import combinations
+from collections import Counter
+from itertools import combinations, pairwise
 
 import imagehash
 import numpy as np
@@ -22,9 +24,14 @@ from mmner_data.collect.dedup import (
     DedupDecision,
     DedupItem,
     DedupSettings,
+    band_hashes,
+    bucket_pairs,
     find_duplicates,
     lsh_params,
     near_pairs_hamming,
+    near_text_pairs,
+    text_signatures,
+    verify_pairs,
 )
 from mmner_data.collect.normalise import text_key
 
@@ -372,18 +379,24 @@ def test_estimate_precheck_bound(t: float, perms: int) -> None:
     assert need < t * perms  # never stricter than the estimate at the threshold itself
 
 
-def test_compact_buckets_answer_like_datasketch() -> None:
-    from datasketch import MinHashLSH
-
+def test_band_hashes_bucket_equal_bands_only() -> None:
+    """Two keys share column b's bucket value exactly when their band-b rows are equal, and
+    different bands never share a value."""
     rng = random.Random(1)
     keys = [" ".join(rng.choice(["ab", "cd", "ef", "gh"]) for _ in range(8)) for _ in range(300)]
-    index = dedup._TextIndex(keys, DedupSettings())
-    stock = MinHashLSH(num_perm=128, params=lsh_params(0.7, 128))
-    for i, k in enumerate(keys):
-        m = index.minhash([x.encode() for x in dedup.shingles(k, 5)])
-        assert set(index.lsh.query(m)) == set(stock.query(m))
-        index.lsh.insert(i, m, check_duplication=False)
-        stock.insert(i, m)
+    s = DedupSettings()
+    bands, rows = lsh_params(s.text_threshold, s.num_perm)
+    sig = text_signatures(keys, s)
+    h = band_hashes(sig, s)
+    assert h.shape == (len(keys), bands) and h.dtype == np.uint64
+    for b in range(bands):
+        band = sig[:, b * rows : (b + 1) * rows]
+        same_rows = (band[:, None, :] == band[None, :, :]).all(axis=2)
+        assert np.array_equal(h[:, b][:, None] == h[:, b][None, :], same_rows)
+        assert len(np.unique(band, axis=0)) < len(keys)  # the corpus does make collisions
+    columns = [set(h[:, b].tolist()) for b in range(bands)]
+    assert all(not (x & y) for x, y in combinations(columns, 2))
+    assert np.array_equal(band_hashes(sig.astype(np.uint64), s), h)
 
 
 def test_near_pairs_found_at_the_threshold() -> None:
@@ -578,3 +591,251 @@ def test_cluster_invariants(items: list[DedupItem], s: DedupSettings) -> None:
             assert d.reason in dedup.REASONS
             assert d.dup_of is not None and pos[d.dup_of] < pos[d.post_id]
             assert dec[d.dup_of].cluster_id == d.cluster_id
+
+
+# --------------------------------------------------------------------------- scale-out steps
+# text_signatures -> band_hashes -> bucket_pairs -> verify_pairs must give the same pairs
+# whatever the split into shards, batches or partitions (an engine runs them distributed).
+
+SENTENCES = [
+    "the mayor of springfield opened the new public library on main street with the whole council",
+    "le maire de lyon a inauguré la nouvelle médiathèque place bellecour avec tout le conseil",
+    "der bürgermeister von köln hat heute die neue stadtbibliothek am dom mit dem stadtrat eröffnet",
+    "el alcalde de sevilla inauguró hoy la nueva biblioteca pública junto al río con el concejo",
+    "мэр москвы открыл сегодня новую публичную библиотеку на главной улице вместе с советом",
+    "東京都知事は今日新しい公共図書館を開館しました市議会の全員が出席しました本当におめでとう",
+]
+
+
+def edited_corpus(seed: int, edits: int, sentences: list[str] = SENTENCES) -> list[str]:
+    """Distinct keys: each sentence and ``edits`` copies with 1-6 character edits each (so
+    pairs of every similarity from ~0.4 to ~0.97 within a family), plus short keys."""
+    rng = random.Random(seed)
+    keys = []
+    for base in sentences:
+        keys.append(base)
+        for _ in range(edits):
+            text = base
+            for _ in range(rng.randint(1, 6)):
+                i = rng.randrange(len(text))
+                op = rng.randrange(3)
+                if op == 0:
+                    text = text[:i] + text[i + 1 :]
+                elif op == 1:
+                    text = text[:i] + rng.choice("xyzéж字 ") + text[i:]
+                else:
+                    text = text[:i] + rng.choice("abcdefg") + text[i + 1 :]
+            keys.append(text)
+    keys += ["ok", "lol", "ok!", "a", "short one", "short two", "lolz"]
+    return list(dict.fromkeys(keys))
+
+
+def brute_force_jaccard(keys: list[str], k: int) -> dict[tuple[int, int], float]:
+    sets = [_shingles(key, k) for key in keys]
+    return {
+        (i, j): len(sets[i] & sets[j]) / len(sets[i] | sets[j])
+        for i, j in combinations(range(len(keys)), 2)
+    }
+
+
+def all_candidates(sig: np.ndarray, s: DedupSettings) -> np.ndarray:
+    h = band_hashes(sig, s)
+    return bucket_pairs(np.repeat(np.arange(len(sig)), h.shape[1]), h.ravel())
+
+
+def as_set(pairs: np.ndarray) -> set[tuple[int, int]]:
+    return {(a, b) for a, b in pairs.tolist()}
+
+
+def test_text_signatures_any_batch_split() -> None:
+    keys = [*edited_corpus(1, 30), "", "x" * 3000]
+    s = DedupSettings()
+    whole = text_signatures(keys, s)
+    assert whole.shape == (len(keys), 128) and whole.dtype == np.uint32
+    rng = random.Random(2)
+    for _ in range(4):
+        cuts = sorted(rng.sample(range(1, len(keys)), rng.randint(1, 6)))
+        bounds = pairwise([0, *cuts, len(keys)])
+        parts = [text_signatures(keys[a:b], s) for a, b in bounds]
+        assert np.array_equal(np.concatenate(parts), whole)
+    shuffled = rng.sample(range(len(keys)), len(keys))
+    assert np.array_equal(text_signatures([keys[i] for i in shuffled], s), whole[shuffled])
+    # Same key, same row; the seed and the shingle size matter.
+    assert np.array_equal(text_signatures([keys[5]] * 3, s), whole[[5, 5, 5]])
+    assert not np.array_equal(text_signatures(keys[:5], DedupSettings(seed=2)), whole[:5])
+    assert not np.array_equal(text_signatures(keys[:5], DedupSettings(shingle_size=4)), whole[:5])
+
+
+def test_text_signatures_golden() -> None:
+    """Pinned values: a rensa release that changed its digests would split a cluster's
+    signatures between old and new workers, so it must fail here first."""
+    got = text_signatures(["hello world", "ok", "привет мир"], DedupSettings())[:, :4]
+    assert got.tolist() == [
+        [3533270281, 2287808031, 3278759455, 3583680703],
+        [4033901522, 3758062586, 3877712928, 3512846280],
+        [3302098490, 78452230, 3260340273, 3494290888],
+    ]
+
+
+def test_text_signatures_identical_across_processes() -> None:
+    keys = edited_corpus(3, 10)
+    code = (
+        "import hashlib, json, sys\n"
+        "from mmner_data.collect.dedup import DedupSettings, text_signatures\n"
+        "keys = json.loads(sys.stdin.read())\n"
+        "sig = text_signatures(keys[::-1], DedupSettings())[::-1]\n"  # another batch layout
+        "print(hashlib.sha256(sig.tobytes()).hexdigest())\n"
+    )
+    want = hashlib.sha256(text_signatures(keys, DedupSettings()).tobytes()).hexdigest()
+    for seed in ("0", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        res = subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps(keys),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == want
+
+
+def test_signatures_leave_a_process_safe_to_fork() -> None:
+    """No thread pool is started (rensa's would hang the next parallel call in a forked child),
+    so a process that signed keys can still fork workers that sign keys."""
+    code = (
+        "import os, threading\n"
+        "from mmner_data.collect.dedup import DedupSettings, text_signatures\n"
+        "keys = [f'key number {i} with words' for i in range(2000)]\n"
+        "a = text_signatures(keys, DedupSettings())\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if (text_signatures(keys, DedupSettings()) == a).all() else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "threads = open('/proc/self/status').read().split('Threads:')[1].split()[0]\n"
+        "print(os.waitstatus_to_exitcode(status), threads)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "1"]
+
+
+HASHES = [0, 1, 7, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15]
+
+
+def check_bucket_pairs(rows: list[tuple[int, int]], part_of: dict[int, int]) -> None:
+    """bucket_pairs over ``(index, bucket value)`` rows is the brute-force definition, and the
+    same union when the rows are split by bucket value (``part_of``) into partitions."""
+    index = np.array([r[0] for r in rows], dtype=np.int64)
+    hashes = np.array([r[1] for r in rows], dtype=np.uint64)
+    whole = bucket_pairs(index, hashes)
+    assert whole.dtype == np.int64 and whole.shape[1:] == (2,)
+    assert np.array_equal(whole, np.unique(whole, axis=0))  # unique, sorted
+    want = {(min(a, b), max(a, b)) for (a, h), (b, g) in combinations(rows, 2) if h == g and a != b}
+    assert as_set(whole) == want
+    where = np.array([part_of[h] for _, h in rows], dtype=np.int64)
+    pieces = [bucket_pairs(index[where == p], hashes[where == p]) for p in set(part_of.values())]
+    assert np.array_equal(np.unique(np.concatenate(pieces), axis=0).reshape(-1, 2), whole)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_bucket_pairs_partitioned_by_bucket_value(data: st.DataObject) -> None:
+    values = data.draw(st.lists(st.sampled_from(HASHES), min_size=1, max_size=6, unique=True))
+    rows = data.draw(st.lists(st.tuples(st.integers(0, 40), st.sampled_from(values)), max_size=160))
+    n_parts = data.draw(st.integers(1, 4))
+    check_bucket_pairs(rows, {h: data.draw(st.integers(0, n_parts - 1)) for h in HASHES})
+
+
+def test_bucket_pairs_large_buckets() -> None:
+    """Buckets beyond dedup._SMALL_BUCKET members take another path."""
+    rng = random.Random(8)
+    rows = [(rng.randrange(400), rng.choice(HASHES[:3])) for _ in range(600)]
+    rows += [(i, HASHES[3]) for i in range(200)]  # one member each: a bucket of 200
+    assert max(Counter(h for _, h in rows).values()) > 3 * dedup._SMALL_BUCKET
+    check_bucket_pairs(rows, {h: i % 2 for i, h in enumerate(HASHES)})
+
+
+def test_verify_pairs_any_batch_split() -> None:
+    keys = edited_corpus(4, 40)
+    s = DedupSettings()
+    sig = text_signatures(keys, s)
+    cand = all_candidates(sig, s)
+    want = verify_pairs(cand, keys, sig, s)
+    assert 50 < len(want) < len(cand)  # some pass, some are rejected
+    assert np.array_equal(want, np.unique(want, axis=0))
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        shuffled = cand[rng.permutation(len(cand))]
+        shuffled[::2] = shuffled[::2, ::-1]  # either order within a pair
+        cuts = np.sort(rng.choice(len(cand), size=4, replace=False))
+        got = [verify_pairs(b, keys, sig, s) for b in np.split(shuffled, cuts)]
+        assert np.array_equal(np.unique(np.concatenate(got), axis=0), want)
+    # The local composition is the same search.
+    assert np.array_equal(near_text_pairs(keys, s), want)
+
+
+@pytest.mark.parametrize(
+    ("sentences", "size"),
+    [
+        (SENTENCES[:4], 5),  # Latin script: codes from the code points
+        (SENTENCES, 5),  # CJK too: codes from a numbering of the characters that occur
+        (SENTENCES, 12),  # codes would not fit 64 bits: Python sets
+    ],
+)
+def test_verified_pairs_match_brute_force(sentences: list[str], size: int) -> None:
+    keys = edited_corpus(6, 40, sentences)
+    s = DedupSettings(shingle_size=size)
+    t = s.text_threshold
+    sims = brute_force_jaccard(keys, size)
+    got = as_set(near_text_pairs(keys, s))
+    sig = text_signatures(keys, s)
+    assert got == as_set(verify_pairs(all_candidates(sig, s), keys, sig, s))
+    assert all(sims[p] >= t for p in got)  # precision is exact
+    above = {p for p, j in sims.items() if j >= t + 0.1}
+    near = {p for p, j in sims.items() if t <= j < t + 0.1}
+    below = {p for p, j in sims.items() if t - 0.1 <= j < t}
+    assert len(above) > 20 and len(near) > 30 and len(below) > 30  # the corpus covers them
+    assert above <= got  # LSH misses a pair at J >= 0.8 with probability ~5e-8
+    assert len(near & got) >= 0.97 * len(near)
+
+
+def test_text_pairs_engine_hook() -> None:
+    texts = [*GOLDEN["en"], *GOLDEN["fr"], CHAIN_A, CHAIN_C, CHAIN_B, CHAIN_A, ""]
+    items = [DedupItem(f"p{i}", (i % 4, i), text_key(t)) for i, t in enumerate(texts)]
+    default = find_duplicates(items, TEXT_ONLY)
+    assert find_duplicates(items, TEXT_ONLY, text_pairs=near_text_pairs) == default
+    assert any(d.reason == "near_dup_text" for d in default)
+    seen: list[list[str]] = []
+
+    def no_pairs(keys: list[str], s: DedupSettings) -> np.ndarray:
+        seen.append(list(keys))
+        return np.empty((0, 2), dtype=np.int64)
+
+    none = find_duplicates(items, TEXT_ONLY, text_pairs=no_pairs)
+    order = sorted(items, key=lambda it: (it.order_key, it.post_id))
+    assert seen == [list(dict.fromkeys(it.text_key for it in order if it.text_key))]
+    assert all(d.reason != "near_dup_text" for d in none)
+    assert {d.reason for d in none} == {None, "exact_dup_text"}
+
+
+def test_near_text_pairs_edge_cases() -> None:
+    s = DedupSettings()
+    assert near_text_pairs([], s).shape == (0, 2)
+    assert near_text_pairs(["only one"], s).shape == (0, 2)
+    assert text_signatures([], s).shape == (0, 128)
+    assert band_hashes(text_signatures([], s), s).shape == (0, 32)
+    assert bucket_pairs(np.array([], dtype=np.int64), np.array([], dtype=np.uint64)).shape == (
+        0,
+        2,
+    )
+    assert verify_pairs(np.empty((0, 2)), [], text_signatures([], s), s).shape == (0, 2)
+    # Different keys with the same shingle set are linked (J = 1); a key with itself never.
+    keys = ["abcabcab", "abcabcabca", "zzzzzz"]
+    assert _shingles(keys[0], 5) == _shingles(keys[1], 5)
+    assert as_set(near_text_pairs(keys, s)) == {(0, 1)}
+    assert verify_pairs(np.array([[2, 2], [1, 0]]), keys, text_signatures(keys, s), s).tolist() == [
+        [0, 1]
+    ]
+    with pytest.raises(ValueError, match="indices"):
+        bucket_pairs(np.arange(3), np.arange(2, dtype=np.uint64))
