@@ -253,3 +253,36 @@ def test_killed_driver_resumes_without_redoing_shards(sample_store, tiny_clip, t
     a, b = rows(reference, sql), rows(sample_store, sql)
     assert [r[:2] for r in a] == [r[:2] for r in b] and len(a) == len(ids)
     assert np.allclose([r[2] for r in a], [r[2] for r in b], rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_dedup_on_ray_and_a_bad_engine(sample_store, tmp_path):
+    """``mmner-data dedup --engine ray`` decides as before; a wrong engine is one line, exit 1."""
+    from typer.testing import CliRunner
+
+    from mmner_data.cli import app
+
+    sql = "SELECT post_id, status, drop_reason, dup_of FROM posts ORDER BY post_id"
+    before = rows(sample_store, sql)
+    args = ["dedup", "--recipe", str(SAMPLE_RECIPE), "--store", str(sample_store)]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-c", "from mmner_data.cli import run; run()", *args, "--engine", "ray", "--workers", "1",
+           "--lake", str(tmp_path / "lake")]  # fmt: skip
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert rows(sample_store, sql) == before
+    engine_row = rows(sample_store, "SELECT params_json FROM runs ORDER BY run_id DESC LIMIT 1")
+    assert json.loads(engine_row[0][0])["engine"] == "ray"
+
+    bad = CliRunner().invoke(app, [*args, "--engine", "spark"])
+    assert bad.exit_code == 1
+    assert "engine: 'spark' is not one of local, ray" in bad.output
+    assert "Traceback" not in bad.output
+    # a cluster address that does not answer (loopback, a closed port): one line, at once
+    gone = CliRunner().invoke(app, [*args, "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    assert gone.exit_code == 1
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in gone.output
+    assert "Traceback" not in gone.output
+    assert rows(sample_store, sql) == before

@@ -57,6 +57,8 @@ def session(settings: EngineSettings) -> Iterator[None]:
         "logging_level": logging.ERROR,
         "configure_logging": False,
     }
+    if address:
+        _reachable(address)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -79,6 +81,30 @@ def session(settings: EngineSettings) -> Iterator[None]:
     finally:
         _local_cpus = None
         ray.shutdown()
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in one line, and fast, when a ``host:port`` / ``ray://host:port`` cluster address does
+    not answer (``ray.init`` would retry for a minute and print its own stack of warnings)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise EngineError(f"--ray-address {address!r}: give host:port or ray://host:port")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise EngineError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            "`ray start --head`, or fix --ray-address / RAY_ADDRESS"
+        ) from None
 
 
 def cluster_workers(settings: EngineSettings) -> int:
