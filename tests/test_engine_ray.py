@@ -23,12 +23,12 @@ import pytest
 
 pytest.importorskip("ray.data")
 
-from tiny_clip import write_tiny_clip  # noqa: E402
-from tiny_models import TYPES, write_tiny_2m_ner  # noqa: E402
+from tiny_clip import write_tiny_clip
+from tiny_models import TYPES, write_tiny_2m_ner
 
-from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates  # noqa: E402
-from mmner_data.engines import EngineSettings  # noqa: E402
-from mmner_data.store import CorpusStore  # noqa: E402
+from mmner_data.collect.dedup import DedupItem, DedupSettings, find_duplicates
+from mmner_data.engines import EngineSettings
+from mmner_data.store import CorpusStore
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RECIPE = REPO / "recipes" / "sample.yaml"
@@ -190,8 +190,9 @@ def test_predictions_identical(ray_cluster, sample_store, tiny_ner, tmp_path):
         assert [(s["start"], s["end"], s["label"]) for s in sa] == [
             (s["start"], s["end"], s["label"]) for s in sb
         ]
-        assert np.allclose([s.get("score", 0) for s in sa], [s.get("score", 0) for s in sb],
-                           atol=1e-5)  # fmt: skip
+        assert np.allclose(
+            [s.get("score", 0) for s in sa], [s.get("score", 0) for s in sb], atol=1e-5
+        )
         assert ra[3] == pytest.approx(rb[3], abs=1e-5)
 
 
@@ -240,8 +241,11 @@ def test_killed_driver_resumes_without_redoing_shards(sample_store, tiny_clip, t
 
     import pyarrow.parquet as pq
 
-    ids = [i for p in sorted(lake.glob("engine/scores/*/*.parquet"))
-           for i in pq.read_table(p, columns=["post_id"]).column(0).to_pylist()]  # fmt: skip
+    ids = [
+        i
+        for p in sorted(lake.glob("engine/scores/*/*.parquet"))
+        for i in pq.read_table(p, columns=["post_id"]).column(0).to_pylist()
+    ]
     assert len(ids) == len(set(ids))  # no row twice across shards
     reference = tmp_path / "reference"
     shutil.copytree(sample_store, reference)
@@ -268,8 +272,18 @@ def test_cli_dedup_on_ray_and_a_bad_engine(sample_store, tmp_path):
     before = rows(sample_store, sql)
     args = ["dedup", "--recipe", str(SAMPLE_RECIPE), "--store", str(sample_store)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-c", "from mmner_data.cli import run; run()", *args, "--engine", "ray", "--workers", "1",
-           "--lake", str(tmp_path / "lake")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from mmner_data.cli import run; run()",
+        *args,
+        "--engine",
+        "ray",
+        "--workers",
+        "1",
+        "--lake",
+        str(tmp_path / "lake"),
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert rows(sample_store, sql) == before
