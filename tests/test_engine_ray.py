@@ -300,3 +300,61 @@ def test_cli_dedup_on_ray_and_a_bad_engine(sample_store, tmp_path):
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in gone.output
     assert "Traceback" not in gone.output
     assert rows(sample_store, sql) == before
+
+
+# --------------------------------------------------------------------------- fetch resume
+
+
+def test_fetch_resume_records_a_killed_runs_shards_without_fetching_again(ray_cluster, tmp_path):
+    """Fetch shards a killed driver left in the lake are recorded, not fetched again; each
+    request gets exactly one result; the leftovers are removed afterwards."""
+    from test_images import LOOPBACK_AND_FILES, LoopbackServer, _encode, _photo, serve
+
+    from mmner_data.collect.images import ImageLimits, ImageRequest
+    from mmner_data.engines.stages import ENGINE_TABLES, fetch_on_ray
+    from mmner_data.engines.work import FetchShard
+    from mmner_data.lake import Lake
+
+    srv = LoopbackServer()
+    try:
+        body = _encode(_photo("astronaut", (320, 240)))
+        urls = [srv.add(f"/img/{i}.jpg", serve(body)) for i in range(8)]
+        srv.add("/missing.jpg", lambda h: h.send_error(404))
+        urls.append(srv.url("/missing.jpg"))
+        reqs = [ImageRequest((f"p{i}", 0), u, LOOPBACK_AND_FILES) for i, u in enumerate(urls)]
+        limits = ImageLimits(timeout_s=10, retries=0)
+        eng = engine(tmp_path)
+        lake = Lake(eng.lake_root(tmp_path))
+        # what a killed run left: the first five requests fetched and written, never recorded
+        old = f"{ENGINE_TABLES}/fetch/killedrun"
+        task = {
+            "lake": lake.root,
+            "table": old,
+            "shard": 0,
+            "requests": [(f"p{i}", 0, urls[i], LOOPBACK_AND_FILES) for i in range(5)],
+        }
+        FetchShard(limits)(task)
+        assert sum(len(v) for v in srv.hits.values()) == 5
+        got: dict = {}
+
+        def on_result(req, res):
+            assert req.key not in got
+            got[req.key] = res
+
+        counts = fetch_on_ray(reqs, limits, on_result, eng, tmp_path)
+    finally:
+        srv.close()
+    assert counts["resumed"] == 5 and counts["fetched"] == 4
+    assert sorted(got) == sorted(r.key for r in reqs)
+    assert {k: len(v) for k, v in srv.hits.items()} == {
+        **{f"/img/{i}.jpg": 1 for i in range(8)},
+        "/missing.jpg": 1,
+    }
+    assert got[("p8", 0)].reason == "http_status"
+    shas = {got[(f"p{i}", 0)].image.sha256 for i in range(8)}
+    assert len(shas) == 1  # the same photo, the same normalised bytes from either run
+    assert (
+        not lake.done(f"{old}/results")
+        and not lake.tables(f"{ENGINE_TABLES}/fetch")
+        or all(not lake.done(f"{t}/results") for t in lake.tables(f"{ENGINE_TABLES}/fetch"))
+    )
