@@ -159,7 +159,7 @@ class ImageSettings(_Model):
     timeout_s: float = Field(default=15.0, gt=0)
     retries: int = Field(default=4, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
-    concurrency: int = Field(default=16, ge=1)
+    concurrency: int = Field(default=32, ge=1)
     jpeg_quality: int = Field(default=90, ge=50, le=100)
 
 

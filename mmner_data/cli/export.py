@@ -136,7 +136,10 @@ def export_command(
         rcp = load_stage_recipe(recipe)
         extra = {"out": out, "recipe_text": text, "dry_run": dry_run}
         settings = stage.settings(rcp, {**overrides, **extra})
-        with open_store(rcp, store, create=False) as st, progress_bars(progress and not json_out) as bar:
+        with (
+            open_store(rcp, store, create=False) as st,
+            progress_bars(progress and not json_out) as bar,
+        ):
             try:
                 result = stage.run(st, settings, bar)
             except Exception as exc:  # hub upload: no token, no network, no rights

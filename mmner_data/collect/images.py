@@ -9,47 +9,55 @@ Two layers:
   stored bytes are deterministic for the same input. See ``docs/images.md``.
 * :func:`fetch_images` downloads many images concurrently, every URL judged by the source's URL
   policy first (``collect/urlpolicy.py``: http(s) only, local files only for local sources,
-  non-public hosts refused and every connection pinned to the checked address), (``asyncio`` + ``httpx.AsyncClient`` on
-  a background thread), with streaming size limits, per-host concurrency, retries with
-  ``tenacity`` (429 honours ``Retry-After``), and decoding in a thread pool. It is synchronous
-  for the caller and calls ``on_result`` in the caller's thread as each image finishes.
+  non-public hosts refused and every connection pinned to the checked address), (``asyncio`` +
+  ``httpx.AsyncClient`` on a background thread), with streaming size limits, per-host concurrency
+  (:func:`host_key`), retries (429 honours ``Retry-After``), and decoding in worker processes
+  (:class:`_DecodePool`). It is synchronous for the caller and calls ``on_result`` in the caller's
+  thread as each image finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import importlib.util
 import io
+import json
+import logging
 import os
 import queue
 import random
+import signal
+import struct
+import subprocess
+import sys
 import threading
 import time
-from collections import Counter
+import warnings
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from struct import error as struct_error
+from typing import IO, Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import imagehash
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-)
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
 from mmner_data.collect.urlpolicy import UrlPolicy, UrlRefused, classify
-from mmner_data.net import guarded_async_client, parse_retry_after
+from mmner_data.net import AsyncGuardedBackend, parse_retry_after
 from mmner_data.schema import Image
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FetchStats",
@@ -60,6 +68,7 @@ __all__ = [
     "RejectReason",
     "UrlPolicy",
     "fetch_images",
+    "host_key",
     "parse_retry_after",
     "process_image_bytes",
     "sniff_format",
@@ -98,13 +107,16 @@ class ImageLimits:
     connect_timeout_s: float = 5.0
     retries: int = 4  # retries after the first attempt (429, 5xx, timeouts, connection errors)
     backoff_max_s: float = 30.0  # cap on any single wait, Retry-After included
-    concurrency: int = 16  # requests in flight overall
-    per_host: int = 8  # requests in flight per (scheme, host, port)
+    concurrency: int = 32  # requests in flight overall
+    per_host: int = 16  # requests in flight per host_key(url): (scheme, host, port)
     jpeg_quality: int = 90
     user_agent: str = "mmner-data/0.1"
     backoff_initial_s: float = 1.0  # first exponential backoff step (also the jitter range)
     max_redirects: int = 5
-    workers: int | None = None  # decode/re-encode threads; None → os.cpu_count()
+    workers: int | None = None  # decode/re-encode workers; None → the usable CPUs
+    # Decode in worker processes (a GIL each; a decoder crash costs one image, not the run). False:
+    # in threads of this process, for callers that already run one fetch per process.
+    decode_processes: bool = True
 
 
 class ImageRejected(Exception):
@@ -353,8 +365,294 @@ def _process(data: bytes, content_type: str | None, limits: ImageLimits) -> Proc
 
 
 # ---------------------------------------------------------------------------------------------
+# Decoding in worker processes
+# ---------------------------------------------------------------------------------------------
+#
+# Pillow releases the GIL while it decodes and resizes, but not everywhere (the JPEG encoder
+# writing to a BytesIO keeps it, and so does the Python glue between the C calls), and the event
+# loop thread needs the GIL for every HTTP request. In one process the two convoy on the GIL; in
+# worker processes each decoder has a GIL of its own. A worker is a plain ``python -c`` child that
+# imports this module (never the caller's ``__main__``, so no ``if __name__ == "__main__"`` guard
+# is needed anywhere) and talks frames over its stdin/stdout: a JSON header and a byte payload,
+# never pickle, so that the parent trusts nothing it reads back beyond bytes and a few fields.
+
+_FRAME = struct.Struct(">IQ")  # header length, payload length
+_MAX_HEADER = 1 << 20
+# A worker is one thread of image work: numpy's BLAS need not start a thread per core in each.
+_WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_WORKER_BOOT = (
+    "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+    "from mmner_data.collect.images import _decode_worker; _decode_worker()"
+)
+
+
+def _write_frame(fh: IO[bytes], header: dict[str, Any], payload: bytes = b"") -> None:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    fh.write(_FRAME.pack(len(head), len(payload)) + head)
+    if payload:
+        fh.write(payload)
+    fh.flush()
+
+
+def _read_frame(fh: IO[bytes], max_payload: int) -> tuple[dict[str, Any], bytes] | None:
+    """The next frame; None at the end of the stream (the other side exited)."""
+    raw = fh.read(_FRAME.size)
+    if len(raw) < _FRAME.size:
+        return None
+    n_head, n_payload = _FRAME.unpack(raw)
+    if n_head > _MAX_HEADER or n_payload > max_payload:
+        raise ValueError(f"a frame of {n_head} + {n_payload} bytes")
+    head = fh.read(n_head)
+    payload = fh.read(n_payload) if n_payload else b""
+    if len(head) < n_head or len(payload) < n_payload:
+        return None
+    return json.loads(head), payload
+
+
+def _decode_worker() -> None:
+    """A decode worker process: settings, then one image per frame on stdin, results on stdout.
+
+    Runs until stdin closes: when the pool shuts it down, and also when the parent dies, however
+    it dies, since only the parent holds the other end of the pipe.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it closes our stdin
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print, or a C library, must not write into the result stream
+    inp = sys.stdin.buffer
+    first = _read_frame(inp, 0)
+    if first is None:
+        return
+    settings = first[0]
+    limits = ImageLimits(**settings["limits"])
+    # The parent's Pillow settings that process_image_bytes depends on.
+    PILImage.MAX_IMAGE_PIXELS = settings["max_image_pixels"]
+    ImageFile.LOAD_TRUNCATED_IMAGES = settings["load_truncated_images"]
+    warnings.simplefilter("ignore")  # Pillow's warnings about one image are noise on the terminal
+    # Keep freed image memory for the next image: without a cache each image's pixels come from
+    # fresh pages of the OS (~500 page faults, a fifth of the CPU time per image, measured).
+    PILImage.core.set_blocks_max(8)
+    import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use; do it before
+
+    try:
+        _write_frame(out, {"ready": True})
+        while (frame := _read_frame(inp, 1 << 62)) is not None:
+            header, data = frame
+            try:
+                res = process_image_bytes(data, header.get("content_type"), limits)
+            except ImageRejected as exc:
+                _write_frame(out, {"reason": exc.reason, "detail": exc.detail})
+            else:
+                _write_frame(out, {"image": dataclasses.asdict(res.image)}, res.data)
+    except BrokenPipeError:  # the parent is gone
+        pass
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+_Job = tuple["Future[ProcessedImage | ImageRejected]", bytes, "str | None"]
+
+
+class _DecodePool:
+    """Runs :func:`process_image_bytes` in ``n`` worker processes, one image at a time each.
+
+    Each worker has a thread here that feeds it (``submit`` is thread-safe and returns a
+    ``concurrent.futures.Future``); workers start on first use. A worker that dies on an image (a
+    decoder crash, the OOM killer) costs only that image: it is retried once on a new worker, then
+    rejected as ``undecodable``. With ``limits.decode_processes`` off, or where no worker can start
+    at all (no usable ``sys.executable``), images are decoded in the feeding threads instead.
+    """
+
+    def __init__(self, limits: ImageLimits, n: int) -> None:
+        self.limits = limits
+        # What a worker may send back: a JPEG of at most max_side² pixels, with room to spare.
+        self._max_out = 4 * limits.max_side * limits.max_side + (1 << 20)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._busy: set[subprocess.Popen[bytes]] = set()  # decoding an image now
+        self._live: set[subprocess.Popen[bytes]] = set()  # started and not yet reaped
+        self._closing = False
+        self._in_process = not limits.decode_processes
+        self._threads = [
+            threading.Thread(target=self._feed, name=f"mmner-decode_{i}", daemon=True)
+            for i in range(max(1, n))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(
+        self, data: bytes, content_type: str | None
+    ) -> Future[ProcessedImage | ImageRejected]:
+        fut: Future[ProcessedImage | ImageRejected] = Future()
+        self._jobs.put((fut, data, content_type))
+        return fut
+
+    def close(self) -> None:
+        """Cancel what has not started, stop every worker (a busy one is killed), join."""
+        self._closing = True
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+        with self._lock:
+            busy = list(self._busy)
+        for proc in busy:  # only when fetch_images is cut short: its result is not wanted
+            with contextlib.suppress(OSError):
+                proc.kill()
+        for t in self._threads:
+            t.join()
+        with self._lock:
+            left = list(self._live)
+        for proc in left:  # none, unless a feeding thread failed in between
+            self._stop(proc, kill=True)
+
+    # -- feeding threads -----------------------------------------------------------------------
+    def _feed(self) -> None:
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            while (job := self._jobs.get()) is not None:
+                fut, data, content_type = job
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result, proc = self._decode(proc, data, content_type)
+                except Exception as exc:  # a bug here must not leave the caller waiting
+                    result = ImageRejected(RejectReason.UNDECODABLE, f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(InvalidStateError):
+                    fut.set_result(result)
+        finally:
+            if proc is not None:
+                self._stop(proc)
+
+    def _decode(
+        self, proc: subprocess.Popen[bytes] | None, data: bytes, content_type: str | None
+    ) -> tuple[ProcessedImage | ImageRejected, subprocess.Popen[bytes] | None]:
+        detail = ""
+        for _ in range(2):
+            if proc is None and not self._in_process:
+                proc = self._start()
+            if proc is None:
+                try:
+                    return process_image_bytes(data, content_type, self.limits), None
+                except ImageRejected as exc:
+                    return exc, None
+            with self._lock:
+                self._busy.add(proc)
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                _write_frame(proc.stdin, {"content_type": content_type}, data)
+                frame = _read_frame(proc.stdout, self._max_out)
+            except (OSError, ValueError):
+                frame = None
+            finally:
+                with self._lock:
+                    self._busy.discard(proc)
+            if frame is not None:
+                header, payload = frame
+                if "image" in header:
+                    return ProcessedImage(data=payload, image=Image(**header["image"])), proc
+                return ImageRejected(header["reason"], header["detail"]), proc
+            code = self._stop(proc, kill=True)
+            proc = None
+            if self._closing:
+                return ImageRejected(RejectReason.UNDECODABLE, "cancelled"), None
+            detail = f"the decoder process died on this image (exit code {code})"
+            log.warning("image decoder process died (exit code %s); starting another", code)
+        return ImageRejected(RejectReason.UNDECODABLE, detail), None
+
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        """A ready worker, or None (and decode in-process from now on) if none can start."""
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_BOOT, json.dumps([str(p) for p in sys.path])],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, **_WORKER_ENV},
+            )
+        except (OSError, ValueError) as exc:
+            return self._no_workers(f"cannot start {sys.executable!r}: {exc}")
+        with self._lock:
+            self._live.add(proc)
+        assert proc.stdin is not None and proc.stdout is not None
+        settings = {
+            "limits": dataclasses.asdict(self.limits),
+            "max_image_pixels": PILImage.MAX_IMAGE_PIXELS,
+            "load_truncated_images": ImageFile.LOAD_TRUNCATED_IMAGES,
+        }
+        try:
+            _write_frame(proc.stdin, settings)
+            ready = _read_frame(proc.stdout, 0)
+        except (OSError, ValueError):
+            ready = None
+        if ready is None or not isinstance(ready[0], dict) or not ready[0].get("ready"):
+            code = self._stop(proc, kill=True)
+            return self._no_workers(f"the worker process exited at start (exit code {code})")
+        return proc
+
+    def _no_workers(self, why: str) -> None:
+        if not self._in_process:
+            log.warning("images are decoded in-process: %s", why)
+        self._in_process = True
+        return None
+
+    def _stop(self, proc: subprocess.Popen[bytes], kill: bool = False) -> int | None:
+        """Close the worker's stdin (it exits at once) and reap it."""
+        if kill:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        for fh in (proc.stdin, proc.stdout):
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.close()
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        with self._lock:
+            self._live.discard(proc)
+        return code
+
+
+# ---------------------------------------------------------------------------------------------
 # Fetching
 # ---------------------------------------------------------------------------------------------
+
+
+def host_key(url: str) -> str:
+    """The host a URL's request counts against: ``"https://cdn.example:443"``, or ``""``.
+
+    ``fetch_images`` keeps at most ``per_host`` requests in flight per key and pauses a whole key
+    after a 429/503 with ``Retry-After``; callers that split work across processes partition by
+    it. Scheme and host are lower-cased (a trailing dot dropped, international names in their
+    ASCII form) and the default port filled in, so spellings of one origin share one key. ``""``
+    for anything that is not an http(s) URL with a host.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        host = (parts.hostname or "").rstrip(".")
+        if scheme not in ("http", "https") or not host:
+            return ""
+        port = parts.port or (443 if scheme == "https" else 80)
+    except (AttributeError, TypeError, ValueError):  # not a string, bad port, bad brackets
+        return ""
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
 
 
 class _Retryable(Exception):
@@ -400,6 +698,79 @@ def _read_local(path: str, limits: ImageLimits) -> bytes:
     return data
 
 
+def _skip_sniffio_lookups() -> None:
+    """Make the missing optional ``sniffio`` fail to import at once instead of after a path search.
+
+    httpcore tries ``import sniffio`` for every lock, event and cancellation shield it makes
+    (several per request). Where the package is not installed each try walks ``sys.path`` with a
+    ``stat`` per entry: 0.3-0.7 ms of the event loop's ~2.5 ms per image, measured. An entry of
+    ``None`` in ``sys.modules`` is Python's own record of "not importable": the same
+    ``ImportError``, at once. Nothing changes where ``sniffio`` is installed.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+class _HostPools(httpx.AsyncBaseTransport):
+    """An httpx transport with one connection pool per :func:`host_key`, for one URL policy.
+
+    Every pool connects through the policy's :class:`~mmner_data.net.AsyncGuardedBackend`, as
+    :func:`~mmner_data.net.guarded_async_client` does (resolve once, check every address, connect
+    to the checked one, no proxies from the environment; each redirect hop is a request of its own
+    and so goes through it too). One pool per host instead of one for all: httpcore looks at every
+    connection of a pool on each request (an expiry poll per idle connection, a count of idle
+    connections per idle connection): 41 % of the event loop's time with 32 connections in one
+    pool, measured; per host a pool has at most ``per_host``. Pools are
+    kept for the ``max_pools`` hosts used last; an older one is closed once it has no request in
+    flight, so that idle keep-alive sockets stay bounded with many hosts.
+    """
+
+    def __init__(self, policy: UrlPolicy, per_host: int, max_pools: int, ssl_context: Any) -> None:
+        self._backend = AsyncGuardedBackend(policy)
+        self._ssl = ssl_context
+        self._per_host = max(1, per_host)
+        self._max_pools = max(1, max_pools)
+        self._pools: OrderedDict[str, tuple[httpx.AsyncHTTPTransport, Any]] = OrderedDict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = host_key(str(request.url))
+        entry = self._pools.get(key)
+        if entry is None:
+            await self._evict()
+            entry = self._pools[key] = self._new_pool()
+        else:
+            self._pools.move_to_end(key)
+        return await entry[0].handle_async_request(request)
+
+    def _new_pool(self) -> tuple[httpx.AsyncHTTPTransport, Any]:
+        n = self._per_host
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        transport = httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, trust_env=False)
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=self._backend,
+        )
+        transport._pool = pool  # as net.guarded_async_client: the hook for a network backend
+        return transport, pool
+
+    async def _evict(self) -> None:
+        for key in list(self._pools):
+            if len(self._pools) < self._max_pools:
+                return
+            transport, pool = self._pools[key]
+            if all(c.is_idle() or c.is_closed() for c in pool.connections):
+                del self._pools[key]
+                await transport.aclose()
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        for transport, _ in pools:
+            await transport.aclose()
+
+
 @dataclass
 class _Tally:
     bytes_in: int = 0
@@ -410,15 +781,17 @@ _Outcome = tuple[ImageRequest, "ProcessedImage | ImageRejected", _Tally]
 
 
 class _Engine:
-    """The event loop on a background thread, its HTTP client and the decode pool."""
+    """The event loop on a background thread, its HTTP clients and the decode workers.
+
+    Everything lives in the instance: each :func:`fetch_images` call makes one and closes it
+    (threads joined, worker processes reaped), so calls can follow each other in one process.
+    """
 
     def __init__(self, limits: ImageLimits, policy: UrlPolicy):
         self.limits = limits
         self.policy = policy
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(1, limits.workers or os.cpu_count() or 2),
-            thread_name_prefix="mmner-img",
-        )
+        _skip_sniffio_lookups()
+        self.decoder = _DecodePool(limits, limits.workers or _usable_cpus())
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -427,6 +800,7 @@ class _Engine:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
+            self.decoder.close()
             raise self._error
 
     # -- loop thread ---------------------------------------------------------------------------
@@ -442,11 +816,12 @@ class _Engine:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._sem = asyncio.Semaphore(max(1, lim.concurrency))
-        self._host_sems: dict[tuple[str, str, int | None], asyncio.Semaphore] = {}
-        self._not_before: dict[tuple[str, str, int | None], float] = {}
-        # One client (one connection pool) per URL policy: a connection opened under one
-        # source's policy is never reused by a request that another policy governs.
+        self._host_sems: dict[str, asyncio.Semaphore] = {}
+        self._not_before: dict[str, float] = {}
+        # One client (with its pools) per URL policy: a connection opened under one source's
+        # policy is never reused by a request that another policy governs.
         self._clients: dict[UrlPolicy, httpx.AsyncClient] = {}
+        self._ssl_context: Any = None
         try:
             self._ready.set()
             await self._stop.wait()
@@ -462,11 +837,19 @@ class _Engine:
         client = self._clients.get(policy)
         if client is None:
             lim = self.limits
-            n = max(1, lim.concurrency)
-            client = guarded_async_client(
+            if self._ssl_context is None:  # ~50 ms to load the CA store: once, for all pools
+                self._ssl_context = httpx.create_ssl_context()
+            per_host = max(1, lim.per_host)
+            transport = _HostPools(
                 policy,
+                per_host=per_host,
+                max_pools=max(8, 2 * max(1, lim.concurrency) // per_host),
+                ssl_context=self._ssl_context,
+            )
+            client = httpx.AsyncClient(
+                transport=transport,
+                trust_env=False,
                 timeout=httpx.Timeout(lim.timeout_s, connect=lim.connect_timeout_s),
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
                 headers={
                     "User-Agent": lim.user_agent,
                     "Accept": "image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8,*/*;q=0.5",
@@ -482,16 +865,15 @@ class _Engine:
         try:
             policy = req.policy or self.policy
             kind, target = _classify_url(req.url, policy)
-            loop = asyncio.get_running_loop()
             if kind == "file":
                 tally.attempts = 1
-                data = await loop.run_in_executor(self.pool, _read_local, target, self.limits)
+                data = await asyncio.to_thread(_read_local, target, self.limits)
                 tally.bytes_in = len(data)
                 ctype = None
             else:
                 data, ctype = await self._download(target, tally, self._client(policy))
-            result: ProcessedImage | ImageRejected = await loop.run_in_executor(
-                self.pool, process_image_bytes, data, ctype, self.limits
+            result: ProcessedImage | ImageRejected = await asyncio.wrap_future(
+                self.decoder.submit(data, ctype)
             )
         except ImageRejected as exc:
             result = exc
@@ -501,45 +883,42 @@ class _Engine:
             result = ImageRejected(RejectReason.CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
         return req, result, tally
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, self.limits.backoff_max_s)
+    def _backoff(self, attempt: int, exc: _Retryable) -> float:
+        """Seconds before the next attempt: Retry-After if the server sent one, else exponential."""
         lim = self.limits
-        step = lim.backoff_initial_s * 2 ** (state.attempt_number - 1)
+        if exc.retry_after is not None:
+            return min(exc.retry_after, lim.backoff_max_s)
+        step = lim.backoff_initial_s * 2 ** (attempt - 1)
         return min(step + random.uniform(0, lim.backoff_initial_s), lim.backoff_max_s)
 
     async def _download(
         self, url: str, tally: _Tally, client: httpx.AsyncClient
     ) -> tuple[bytes, str | None]:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(0, self.limits.retries) + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    tally.attempts += 1
-                    return await self._attempt(url, tally, client)
-        except _Retryable as exc:
-            n = tally.attempts
-            raise ImageRejected(
-                exc.reason, f"{exc.detail} (after {n} attempt{'s' if n != 1 else ''})"
-            ) from None
+        attempts = max(0, self.limits.retries) + 1
+        for attempt in range(1, attempts + 1):
+            tally.attempts += 1
+            try:
+                return await self._attempt(url, tally, client)
+            except _Retryable as exc:
+                if attempt == attempts:
+                    s = "s" if attempt != 1 else ""
+                    raise ImageRejected(
+                        exc.reason, f"{exc.detail} (after {attempt} attempt{s})"
+                    ) from None
+                await asyncio.sleep(self._backoff(attempt, exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
         self, url: str, tally: _Tally, client: httpx.AsyncClient
     ) -> tuple[bytes, str | None]:
         lim = self.limits
-        parts = urlsplit(url)
-        host = (parts.scheme.lower(), (parts.hostname or "").lower(), parts.port)
+        host = host_key(url)
         delay = self._not_before.get(host, 0.0) - time.monotonic()
         if delay > 0:  # the host asked everyone to back off (429 + Retry-After)
             await asyncio.sleep(min(delay, lim.backoff_max_s))
-        host_sem = self._host_sems.setdefault(host, asyncio.Semaphore(max(1, lim.per_host)))
+        host_sem = self._host_sems.get(host)
+        if host_sem is None:
+            host_sem = self._host_sems[host] = asyncio.Semaphore(max(1, lim.per_host))
         async with self._sem, host_sem:
             try:
                 async with asyncio.timeout(lim.timeout_s):
@@ -568,7 +947,7 @@ class _Engine:
                 ) from None
 
     async def _get(
-        self, url: str, host: tuple[str, str, int | None], tally: _Tally, client: httpx.AsyncClient
+        self, url: str, host: str, tally: _Tally, client: httpx.AsyncClient
     ) -> tuple[bytes, str | None]:
         lim = self.limits
         async with client.stream("GET", url) as resp:
@@ -620,7 +999,7 @@ class _Engine:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stop.set)
         self._thread.join()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.decoder.close()
 
 
 def fetch_images(
@@ -639,6 +1018,12 @@ def fetch_images(
     fine); at most ``2 * concurrency`` requests are outstanding. ``on_result`` is called in the
     caller's thread, once per request, in completion order; ``progress(1)`` after each. An
     exception from ``on_result`` (or Ctrl-C) cancels the remaining work and propagates.
+
+    Each call starts its own event loop thread and decode workers (``limits.workers`` processes,
+    or threads with ``decode_processes=False``) and stops them all before it returns, however it
+    returns: calls may follow one another in one process. ``per_host`` and ``Retry-After`` hold
+    per :func:`host_key` within a call; callers that run several calls at once partition the
+    requests by it.
     """
     stats = FetchStats()
     results: queue.SimpleQueue[Future[_Outcome] | Future[None]] = queue.SimpleQueue()

@@ -40,7 +40,12 @@ class FetchShard:
     write the images (tar shard) and one result row per request (Parquet) to the lake."""
 
     def __init__(self, limits: Any) -> None:
-        self.limits = limits
+        import dataclasses
+
+        # Decoding threads, not the fetcher's decode processes: a Ray task holds a fraction of a
+        # CPU, and the cluster runs several tasks per machine (processes would oversubscribe it
+        # and each task would pay their start-up). Same bytes either way.
+        self.limits = dataclasses.replace(limits, decode_processes=False)
 
     def __call__(self, task: dict[str, Any]) -> dict[str, Any]:
         import pyarrow as pa
