@@ -212,7 +212,7 @@ def test_overfit_reaches_f1_one_through_the_trainer(tiny, tmp_path):
         lr_head=5e-3,
         warmup_ratio=0.0,
         dropout=0.0,
-        patience=2,
+        patience=5,  # 2 stopped at a 0.98 plateau with 1 or 3 torch threads (numerics differ)
         device="cpu",
         keep_checkpoints=1,
     )

@@ -44,21 +44,19 @@ _local_cpus: int | None = None  # real CPUs when this process started a local cl
 @contextlib.contextmanager
 def session(settings: EngineSettings) -> Iterator[None]:
     """Ray for the duration of a stage: joined or started here, and shut down if started here."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # A local cluster listens on loopback only and is this driver's own: its token banner is noise.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: no usage reports
+    address = settings.resolved_address()
+    if address:
+        _reachable(address)  # even when Ray is up already: a wrong address is the user's error
     if ray.is_initialized():
         yield
         return
-    address = settings.resolved_address()
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
         "logging_level": logging.ERROR,
         "configure_logging": False,
     }
-    if address:
-        _reachable(address)
     try:
         if address:
             ray.init(address=address, **kwargs)

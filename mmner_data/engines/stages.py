@@ -95,22 +95,22 @@ def fetch_on_ray(
     if not by_key:
         return counts
     hosts = sorted({host_key(req.url) for req in by_key.values()})
-    with rx.session(engine):
-        n_parts = max(1, min(len(hosts), 4 * rx.cluster_workers(engine)))
-    parts: dict[int, list[tuple[str, int, str, Any]]] = {}
-    for key in sorted(by_key):
-        req = by_key[key]
-        parts.setdefault(shard_of(host_key(req.url), n_parts), []).append(
-            (key[0], key[1], req.url, req.policy)
-        )
     batch = items_digest([(k[0], k[1], by_key[k].url) for k in sorted(by_key)])[:16]
     table = f"{ENGINE_TABLES}/fetch/{batch}"
-    tasks = [
-        {"lake": lake.root, "table": table, "shard": k, "requests": reqs}
-        for k, reqs in sorted(parts.items())
-    ]
-    counts["partitions"] = len(tasks)
     with rx.session(engine):
+        # Several partitions per worker so a slow host does not hold a whole worker's share.
+        n_parts = max(1, min(len(hosts), 4 * rx.cluster_workers(engine)))
+        parts: dict[int, list[tuple[str, int, str, Any]]] = {}
+        for key in sorted(by_key):
+            req = by_key[key]
+            parts.setdefault(shard_of(host_key(req.url), n_parts), []).append(
+                (key[0], key[1], req.url, req.policy)
+            )
+        tasks = [
+            {"lake": lake.root, "table": table, "shard": k, "requests": reqs}
+            for k, reqs in sorted(parts.items())
+        ]
+        counts["partitions"] = len(tasks)
         for res in rx.map_shards(tasks, FetchShard, (limits,), engine, actors=False):
             counts["fetched"] += _import_fetch(
                 lake, table, res["shard"], by_key, on_result, progress
@@ -249,6 +249,26 @@ def _plan(
     return todo, done
 
 
+def _run_planned(
+    done: list[int],
+    todo: list[dict[str, Any]],
+    commit: Callable[[int], None],
+    factory: Callable[..., Any],
+    args: tuple,
+    engine: EngineSettings,
+    prepare: Callable[[dict[str, Any]], bytes],
+) -> None:
+    """Commit the shards already done, then run the rest on model actors (a CPU ``prepare``
+    ahead of them) and commit each as it finishes."""
+    for shard in done:
+        commit(shard)
+    if todo:
+        rx = _ray()
+        with rx.session(engine):
+            for res in rx.map_shards(todo, factory, args, engine, prepare=prepare, uses_gpu=True):
+                commit(res["shard"])
+
+
 # --------------------------------------------------------------------------- filter
 
 
@@ -266,7 +286,7 @@ def score_on_ray(
     from mmner_data.filter.scoring import commit_scores
     from mmner_data.lake import model_slug
 
-    rx = _ray()
+    require_ray()  # before the export: a missing Ray is one line, not a wasted export
     t0 = time.perf_counter()
     lake, where = _exported(store, engine, progress)
     by_id = {p.post_id: p for p in pairs}
@@ -295,14 +315,7 @@ def score_on_ray(
         if progress:
             progress("score", len(rows), len(pairs))
 
-    for shard in done:
-        commit(shard)
-    if todo:
-        with rx.session(engine):
-            for res in rx.map_shards(
-                todo, ScoreShard, scorer_args, engine, prepare=decode_for_scoring, uses_gpu=True
-            ):
-                commit(res["shard"])
+    _run_planned(done, todo, commit, ScoreShard, scorer_args, engine, decode_for_scoring)
     return {
         **counts,
         "missing_from_lake": len(missing),
@@ -358,7 +371,7 @@ def predict_on_ray(
     from mmner_data.lake import model_slug
     from mmner_data.preannotate.predict import write_prediction_rows
 
-    rx = _ray()
+    require_ray()  # before the export: a missing Ray is one line, not a wasted export
     lake, where = _exported(store, engine, progress)
     wanted = {it[0] for it in items}
     table = f"{ENGINE_TABLES}/predictions/{model_slug(model_version)}"
@@ -373,14 +386,7 @@ def predict_on_ray(
         if progress:
             progress("preannotate", len(rows), len(items))
 
-    for shard in done:
-        commit(shard)
-    if todo:
-        with rx.session(engine):
-            for res in rx.map_shards(
-                todo, PredictShard, predictor_args, engine, prepare=fetch_for_predict, uses_gpu=True
-            ):
-                commit(res["shard"])
+    _run_planned(done, todo, commit, PredictShard, predictor_args, engine, fetch_for_predict)
     return out
 
 
