@@ -48,8 +48,11 @@ def _children() -> set[int]:
     """Live child processes of this process (Linux /proc)."""
     pids: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
-        with (task / "children").open() as fh:
-            pids.update(int(p) for p in fh.read().split())
+        try:
+            with (task / "children").open() as fh:
+                pids.update(int(p) for p in fh.read().split())
+        except FileNotFoundError:  # the thread ended while we listed them
+            continue
     return pids
 
 
