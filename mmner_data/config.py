@@ -160,6 +160,7 @@ class ImageSettings(_Model):
     retries: int = Field(default=4, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
     concurrency: int = Field(default=32, ge=1)
+    per_host: int = Field(default=16, ge=1, description="requests in flight per host (politeness)")
     jpeg_quality: int = Field(default=90, ge=50, le=100)
 
 

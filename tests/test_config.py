@@ -69,3 +69,22 @@ def test_not_a_mapping_and_missing_file(tmp_path):
         load_recipe(p)
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_image_politeness_and_engine_keys_reach_their_settings():
+    from mmner_data.collect.pipeline import image_limits
+    from mmner_data.engines import EngineError, engine_settings
+
+    r = build_recipe(
+        _raw(images={"per_host": 4, "concurrency": 8}, engine={"name": "ray", "workers": 3}),
+        recipe_dir=Path("."),
+    )
+    limits = image_limits(r)
+    assert (limits.per_host, limits.concurrency) == (4, 8)
+    eng = engine_settings(r.engine, {"lake": "s3://b/l"})
+    assert (eng.name, eng.workers, eng.lake) == ("ray", 3, "s3://b/l")
+    assert engine_settings("ray", {"engine": "local"}).name == "local"  # the CLI wins
+    with pytest.raises(RecipeError, match=r"images\.per_host"):
+        build_recipe(_raw(images={"per_host": 0}), recipe_dir=Path("."))
+    with pytest.raises(EngineError, match=r"engine\.wokers: unknown key"):
+        engine_settings({"name": "ray", "wokers": 2})

@@ -226,6 +226,7 @@ def image_limits(recipe: Recipe) -> Any:
         retries=s.retries,
         backoff_max_s=s.backoff_max_s,
         concurrency=s.concurrency,
+        per_host=s.per_host,
         jpeg_quality=s.jpeg_quality,
     )
 
