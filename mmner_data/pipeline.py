@@ -122,6 +122,10 @@ def _brief(stage: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+#: Stages whose batch work an engine can run elsewhere (``--engine ray``).
+ENGINE_STAGES = ("collect", "filter", "preannotate")
+
+
 class _Run:
     def __init__(self, recipe: Recipe, store: Any, progress: Progress | None, **context: Any):
         self.recipe, self.store, self.progress = recipe, store, progress
@@ -140,6 +144,8 @@ class _Run:
         return update
 
     def overrides(self, name: str) -> dict[str, Any]:
+        if name in ENGINE_STAGES:
+            return dict(self.context.get("engine") or {})
         if name != "export":
             return {}
         silver = self.context.get("include_silver")
@@ -190,8 +196,11 @@ def run_stages(
     export_out: Path | None = None,
     include_silver: bool | None = None,
     on_stage: Callable[[StageOutcome], None] | None = None,
+    engine: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run the steps on an open store; stops at the first failed one."""
+    """Run the steps on an open store; stops at the first failed one. ``engine``: overrides of
+    the recipe's ``engine:`` (``engine``, ``ray_address``, ``lake``, ``workers``) for the stages
+    that have heavy batch work (collect, filter, preannotate)."""
     skip = set(skip)
     unknown = skip - set(STAGES)
     if unknown:
@@ -203,6 +212,7 @@ def run_stages(
         recipe_text=recipe_text,
         export_out=export_out,
         include_silver=include_silver,
+        engine=engine or {},
     )
     validate_sections(recipe)
     result = RunResult(store=Path(store.root))
@@ -241,6 +251,7 @@ def run_pipeline(
     export_out: Path | None = None,
     include_silver: bool | None = None,
     on_stage: Callable[[StageOutcome], None] | None = None,
+    engine: dict[str, Any] | None = None,
 ) -> RunResult:
     """Open the recipe (starting the sample server if it asks for one) and the store; run."""
     from mmner_data.recipes import open_recipe
@@ -260,4 +271,5 @@ def run_pipeline(
             export_out=export_out,
             include_silver=include_silver,
             on_stage=on_stage,
+            engine=engine,
         )

@@ -300,6 +300,22 @@ def test_cli_dedup_on_ray_and_a_bad_engine(sample_store, tmp_path):
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in gone.output
     assert "Traceback" not in gone.output
     assert rows(sample_store, sql) == before
+    # `run` hands the engine options to collect, filter and preannotate
+    whole = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--recipe",
+            str(SAMPLE_RECIPE),
+            "--store",
+            str(sample_store),
+            "--engine",
+            "spark",
+            "--no-progress",
+        ],
+    )
+    assert whole.exit_code == 1
+    assert "stage collect failed: engine: 'spark' is not one of local, ray" in whole.output
 
 
 # --------------------------------------------------------------------------- fetch resume

@@ -9,11 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from mmner_data.cli._util import (
+    EngineOpt,
     JsonOpt,
+    LakeOpt,
     ProgressOpt,
+    RayAddressOpt,
     StoreOpt,
     UserError,
+    WorkersOpt,
     console,
+    engine_overrides,
     progress_bars,
     recipe_option,
     user_errors,
@@ -46,6 +51,10 @@ def run_command(
             "is skipped).",
         ),
     ] = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    lake: LakeOpt = None,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -63,6 +72,7 @@ def run_command(
                 skip=skip or (),
                 export_out=out,
                 include_silver=include_silver,
+                engine=engine_overrides(engine, ray_address, lake, workers),
             )
         data = result.to_dict()
         if json_out:
