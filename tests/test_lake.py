@@ -623,3 +623,26 @@ def test_cli_export_and_import(full_store, tmp_path):
         assert res.exit_code == 1, res.output
         assert message in res.output and "Traceback" not in res.output
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_damaged_image_file_in_the_store_is_left_out_and_named(full_store, tmp_path):
+    """Skip and record: one store image whose bytes no longer match its sha256 (a truncated
+    file) is left out of its tar shard and named in the marker; the rest of the export stands,
+    and a rerun neither rewrites that shard nor fails."""
+    with sqlite3.connect(full_store / "corpus.sqlite") as db:
+        sha, path = db.execute("SELECT sha256, path FROM images ORDER BY sha256 LIMIT 1").fetchone()
+    broken = full_store / path
+    broken.write_bytes(broken.read_bytes()[:200])
+    root = tmp_path / "lake"
+    first = export(full_store, Lake(str(root)), subset="all")
+    assert first["tables"]["images"]["images_skipped"] == 1
+    markers = {k: m for k, m in Lake(str(root)).done("images").items() if m["meta"].get("skipped")}
+    ((k, marker),) = markers.items()
+    assert marker["meta"]["skipped"] == {sha: "bytes do not match the sha256"}
+    with tarfile.open(root / "images" / f"part-{k:05d}.tar") as tar:
+        names = tar.getnames()
+    assert not any(n.startswith(sha) for n in names) and names
+    stamp = marker_path(root, "images", k).stat().st_mtime_ns
+    again = export(full_store, Lake(str(root)), subset="all")
+    assert again["shards_written"] == 0
+    assert marker_path(root, "images", k).stat().st_mtime_ns == stamp

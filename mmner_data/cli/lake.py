@@ -114,6 +114,12 @@ def export_command(
             str(stats["rows"]),
         )
     out.print(table)
+    skipped = result["tables"].get("images", {}).get("images_skipped", 0)
+    if skipped:
+        console.print(
+            f"[yellow]{skipped} image file(s) in the store could not be read or do not match "
+            "their sha256: left out (named in their shard's done marker, meta.skipped)[/]"
+        )
     if result["stale_shards_removed"]:
         out.print(f"removed {result['stale_shards_removed']} shard(s) left by a longer export")
 

@@ -295,6 +295,7 @@ def score_on_ray(
     table = f"{ENGINE_TABLES}/scores/{model_slug(model_id)}"
     todo, done = _plan(lake, table, where, items)
     counts: Counter[str] = Counter(unreadable=0, scored=0, shards_skipped=len(done))
+    unreadable: list[str] = []
 
     def commit(shard: int) -> None:
         rows = lake.read_rows(table, shard).to_pylist()
@@ -311,6 +312,7 @@ def score_on_ray(
         commit_scores(store, model_id, scored, failed)
         counts["scored"] += len(scored)
         counts["unreadable"] += len(failed)
+        unreadable.extend(pair.post_id for pair, _ in failed)
         counts["batches"] += 1
         if progress:
             progress("score", len(rows), len(pairs))
@@ -320,7 +322,7 @@ def score_on_ray(
         **counts,
         "missing_from_lake": len(missing),
         "seconds": time.perf_counter() - t0,
-        "unreadable_items": [],
+        "unreadable_items": unreadable,
     }
 
 
@@ -348,6 +350,7 @@ def clip_scorer_on_ray(engine: EngineSettings) -> Callable[..., Any]:
             unreadable=res["unreadable"],
             batches=res["batches"],
             seconds=res["seconds"],
+            unreadable_items=res["unreadable_items"],
         )
 
     score.engine = "ray"  # type: ignore[attr-defined]  # recorded in the run's params

@@ -184,31 +184,45 @@ class _Exporter:
         names = [c.name for c in self.cols[IMAGES]]
         rows = [{n: found[s][n] for n in names} for s in shas]
         stats = self._stats(IMAGES)
-        stats["rows"] += len(rows)
         marker = self._marker(IMAGES, k)
-        if (
-            marker is not None
-            and marker["digest"] == digest_ids(shas)
-            and marker["content_digest"] == content_digest(rows, None)
-        ):
-            stats["shards_skipped"] += 1
-            return
+        if marker is not None:  # the same images as last time, less those it had to skip
+            meta = marker["meta"]
+            bad = meta.get("skipped") or {}
+            kept = [r for r in rows if r["sha256"] not in bad]
+            if marker["digest"] == digest_ids(r["sha256"] for r in kept) and marker[
+                "content_digest"
+            ] == content_digest(kept, meta or None):
+                stats["shards_skipped"] += 1
+                stats["rows"] += len(kept)
+                stats["images_skipped"] = stats.get("images_skipped", 0) + len(bad)
+                return
         paths = {s: found[s]["path"] for s in shas}
-        self.lake.write_images(IMAGES, k, self._image_bytes(rows, paths))
+        # Filled while the tar is written, before the marker that records it (write_images
+        # writes the marker last): a damaged file in the store is skipped and named, not fatal.
+        meta_out: dict = {}
+        index = self.lake.write_images(
+            IMAGES, k, self._image_bytes(rows, paths, meta_out), meta_out
+        )
+        skipped = meta_out.get("skipped") or {}
+        stats["rows"] += int(index["rows"])
+        stats["images_skipped"] = stats.get("images_skipped", 0) + len(skipped)
         stats["shards_written"] += 1
 
-    def _image_bytes(self, rows: list[dict], paths: dict[str, str]) -> Iterator[tuple[dict, bytes]]:
+    def _image_bytes(
+        self, rows: list[dict], paths: dict[str, str], meta: dict
+    ) -> Iterator[tuple[dict, bytes]]:
+        """Each row with its file's bytes; a file that cannot be read or does not match its
+        sha256 is left out and recorded in ``meta["skipped"]`` (sha256 → reason)."""
         for row in rows:
             path = self.store.resolve_image(paths[row["sha256"]])
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                raise LakeError(
-                    f"cannot read the store's image {path}: {exc.strerror or exc} "
-                    "(a damaged store?)"
-                ) from None
+                meta.setdefault("skipped", {})[row["sha256"]] = f"unreadable: {exc.strerror or exc}"
+                continue
             if hashlib.sha256(data).hexdigest() != row["sha256"]:
-                raise LakeError(f"the store's image {path} does not match its sha256")
+                meta.setdefault("skipped", {})[row["sha256"]] = "bytes do not match the sha256"
+                continue
             yield row, data
 
     def remove_stale(self, n_shards: int) -> int:
