@@ -20,6 +20,7 @@ so a killed driver loses at most the shards in flight.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
@@ -94,7 +95,8 @@ def fetch_on_ray(
         _remove_fetch(lake, table)
     if not by_key:
         return counts
-    hosts = sorted({host_key(req.url) for req in by_key.values()})
+    host_of = {key: host_key(req.url) for key, req in by_key.items()}
+    hosts = set(host_of.values())
     batch = items_digest([(k[0], k[1], by_key[k].url) for k in sorted(by_key)])[:16]
     table = f"{ENGINE_TABLES}/fetch/{batch}"
     with rx.session(engine):
@@ -103,7 +105,7 @@ def fetch_on_ray(
         parts: dict[int, list[tuple[str, int, str, Any]]] = {}
         for key in sorted(by_key):
             req = by_key[key]
-            parts.setdefault(shard_of(host_key(req.url), n_parts), []).append(
+            parts.setdefault(shard_of(host_of[key], n_parts), []).append(
                 (key[0], key[1], req.url, req.policy)
             )
         tasks = [
@@ -156,8 +158,8 @@ def _import_fetch(
             continue
         if r["status"] == "ok" and r["sha256"] in images:
             meta, data = images[r["sha256"]]
-            fields = ("sha256", "width", "height", "format", "n_bytes", "phash", "source_sha256")
-            result: Any = ProcessedImage(data=data, image=Image(**{f: meta.get(f) for f in fields}))
+            image = Image(**{f.name: meta.get(f.name) for f in dataclasses.fields(Image)})
+            result: Any = ProcessedImage(data=data, image=image)
         elif r["status"] == "ok":
             result = ImageRejected("connection_error", "the image went missing from the lake shard")
         else:
@@ -415,7 +417,7 @@ def _preannotate(
     label_map: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Same summary and store writes as ``run_preannotate``; one ``runs`` row."""
-    from mmner_data.preannotate.predict import predictor_version, select_rows
+    from mmner_data.preannotate.predict import prediction_summary, predictor_version, select_rows
     from mmner_data.stage import recorded_run
 
     version = predictor_version(model)
@@ -429,26 +431,21 @@ def _preannotate(
         threads = max(1, int(engine.num_cpus))
         args = (model, device, batch_size, list(entity_types or []) or None, label_map, threads)
         rows = predict_on_ray(st, args, version, items, engine, progress) if items else []
-        seconds = time.perf_counter() - t0
         by_label: Counter[str] = Counter()
         for r in rows:
             by_label.update(s["label"] for s in json.loads(r["spans_json"]))
-        n_words = sum(int(r["n_words"]) for r in rows)
-        total = st.query("SELECT COUNT(*) FROM predictions WHERE model_version = ?", (version,))
-        summary = {
-            "model": model,
-            "model_version": version,
-            "entity_types": list(entity_types or sorted(by_label)),
-            "predicted": len(rows),
-            "with_image": sum(bool(r["has_image"]) for r in rows),
-            "total_for_version": int(total[0][0]),
-            "spans": sum(by_label.values()),
-            "spans_by_label": dict(sorted(by_label.items())),
-            "unmapped_spans": sum(int(r["unmapped"]) for r in rows),
-            "tokens": n_words,
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(n_words / seconds, 1) if seconds > 0 and n_words else 0.0,
-            "engine": "ray",
-        }
+        summary = prediction_summary(
+            st,
+            model,
+            version,
+            list(entity_types or sorted(by_label)),
+            predicted=len(rows),
+            with_image=sum(bool(r["has_image"]) for r in rows),
+            by_label=by_label,
+            unmapped=sum(int(r["unmapped"]) for r in rows),
+            tokens=sum(int(r["n_words"]) for r in rows),
+            seconds=time.perf_counter() - t0,
+        )
+        summary["engine"] = "ray"
         rec.summary = summary
     return summary

@@ -112,15 +112,10 @@ def _fetch_row(
 
 
 def _image_row(im: Any) -> dict[str, Any]:
-    return {
-        "sha256": im.sha256,
-        "width": im.width,
-        "height": im.height,
-        "format": im.format,
-        "n_bytes": im.n_bytes,
-        "phash": im.phash,
-        "source_sha256": im.source_sha256,
-    }
+    """A ``schema.Image`` as an index row (its fields, as ``schema.Image(**row)`` takes them)."""
+    import dataclasses
+
+    return dataclasses.asdict(im)
 
 
 # --------------------------------------------------------------------------- shared reads

@@ -239,11 +239,7 @@ class Lake:
         digest, content = table_fingerprint(rows, id_columns, meta)
         self.ensure_root()
         fsio.remove(self.fs, self._file(table, part_name(shard, MARKER_EXT)))
-        buf = io.BytesIO()
-        pq.write_table(rows, buf, compression="zstd")
-        data = buf.getvalue()
-        name = part_name(shard, "parquet")
-        fsio.write_bytes(self.fs, self._file(table, name), data)
+        files = self._put_parquet(table, shard, rows)
         return self._write_marker(
             table,
             shard,
@@ -251,9 +247,18 @@ class Lake:
             digest=digest,
             content=content,
             id_columns=id_columns,
-            files={name: len(data)},
+            files=files,
             meta=meta,
         )
+
+    def _put_parquet(self, table: str, shard: int, rows: pa.Table) -> dict[str, int]:
+        """Write one shard's Parquet file whole; ``{file name: size}`` for its marker."""
+        buf = io.BytesIO()
+        pq.write_table(rows, buf, compression="zstd")
+        data = buf.getvalue()
+        name = part_name(shard, "parquet")
+        fsio.write_bytes(self.fs, self._file(table, name), data)
+        return {name: len(data)}
 
     def read_rows(
         self, table: str, shard: int | None = None, columns: Sequence[str] | None = None
@@ -321,12 +326,7 @@ class Lake:
             tar_size = fh.tell()
         if len(index) > MAX_SHARD_ROWS:
             raise ValueError(f"a shard holds at most {MAX_SHARD_ROWS} images")
-        rows = index_table(index)
-        buf = io.BytesIO()
-        pq.write_table(rows, buf, compression="zstd")
-        data = buf.getvalue()
-        name = part_name(shard, "parquet")
-        fsio.write_bytes(self.fs, self._file(table, name), data)
+        files = {tar_name: tar_size, **self._put_parquet(table, shard, index_table(index))}
         return self._write_marker(
             table,
             shard,
@@ -334,7 +334,7 @@ class Lake:
             digest=digest_ids(r["sha256"] for r in index),
             content=content_digest(image_rows(index), meta),
             id_columns=["sha256"],
-            files={tar_name: tar_size, name: len(data)},
+            files=files,
             meta=meta,
         )
 

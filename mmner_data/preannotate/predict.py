@@ -453,7 +453,7 @@ def _predict_all(
 ) -> dict[str, Any]:
     """Predict ``items`` in batches and write each batch's predictions (one transaction each)."""
     t0 = time.perf_counter()
-    n_spans, n_words, unmapped, with_image = 0, 0, 0, 0
+    n_words, unmapped, with_image = 0, 0, 0
     by_label: Counter[str] = Counter()
     chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     if progress:
@@ -463,7 +463,6 @@ def _predict_all(
         preds = pred.finish(examples, pred.forward(batch), mapper)
         write_predictions(st, pred.model_version, chunk, preds)
         for p in preds:
-            n_spans += len(p.spans)
             n_words += p.n_words
             unmapped += p.unmapped
             by_label.update(s.label for s in p.spans)
@@ -471,22 +470,46 @@ def _predict_all(
             with_image += int(batch["has_image"].sum()) if "has_image" in batch else 0
         if progress:
             progress("preannotate", len(chunk), len(items))
-    seconds = time.perf_counter() - t0
-    total = st.query(
-        "SELECT COUNT(*) FROM predictions WHERE model_version = ?", (pred.model_version,)
-    )[0][0]
-    summary = {
+    return prediction_summary(
+        st,
+        model,
+        pred.model_version,
+        types,
+        predicted=len(items),
+        with_image=with_image,
+        by_label=by_label,
+        unmapped=unmapped,
+        tokens=n_words,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def prediction_summary(
+    st: Any,
+    model: str,
+    model_version: str,
+    types: Sequence[str],
+    *,
+    predicted: int,
+    with_image: int,
+    by_label: Counter[str],
+    unmapped: int,
+    tokens: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The JSON summary of a pre-annotation run (any engine); ``total_for_version`` from the store."""
+    total = st.query("SELECT COUNT(*) FROM predictions WHERE model_version = ?", (model_version,))
+    return {
         "model": model,
-        "model_version": pred.model_version,
-        "entity_types": types,
-        "predicted": len(items),
+        "model_version": model_version,
+        "entity_types": list(types),
+        "predicted": predicted,
         "with_image": with_image,
-        "total_for_version": int(total),
-        "spans": n_spans,
+        "total_for_version": int(total[0][0]),
+        "spans": sum(by_label.values()),
         "spans_by_label": dict(sorted(by_label.items())),
         "unmapped_spans": unmapped,
-        "tokens": n_words,
+        "tokens": tokens,
         "seconds": round(seconds, 3),
-        "tokens_per_s": round(n_words / seconds, 1) if seconds > 0 and n_words else 0.0,
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 and tokens else 0.0,
     }
-    return summary
